@@ -1,0 +1,68 @@
+//! The one error type of the actors crate.
+
+use std::path::PathBuf;
+
+/// Result alias of the actors crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong in the log and the other actors.
+#[non_exhaustive]
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// An I/O call failed (the cause names the file, operation and offset).
+    #[error(transparent)]
+    Io(persistx_io::Error),
+    /// Bytes on disk are damaged: the WAL or a page is not what the format requires.
+    #[error("corruption in {} at offset {offset}: {what}", file.display())]
+    Corruption {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What was found.
+        what: String,
+    },
+    /// An earlier fsync of the log failed, so the data it covered may be lost. The log
+    /// refuses further writes until the database is reopened (and recovery decides what
+    /// survived). Never retried: see PostgreSQL's fsyncgate.
+    #[error("the write-ahead log is poisoned since a failed {cause}; reopen the database")]
+    Poisoned {
+        /// The failure that poisoned the log.
+        cause: String,
+    },
+    /// A record is larger than the log accepts. Nothing was written.
+    #[error("record of {len} bytes is over the limit of {max} bytes")]
+    RecordTooLarge {
+        /// The record's length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A bad argument (e.g. an option out of range). Nothing was changed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The log was closed; the request was not applied.
+    #[error("the write-ahead log is closed")]
+    Closed,
+    /// The log actor failed or stopped; see the cause for whether the request was applied.
+    #[error(transparent)]
+    Actor(persistx_runtime::Error),
+}
+
+impl From<persistx_io::Error> for Error {
+    fn from(e: persistx_io::Error) -> Self {
+        match e {
+            persistx_io::Error::Corruption { file, offset, what } => Error::Corruption { file, offset, what },
+            other => Error::Io(other),
+        }
+    }
+}
+
+impl From<persistx_runtime::Error> for Error {
+    fn from(e: persistx_runtime::Error) -> Self {
+        match e {
+            persistx_runtime::Error::Stopped { .. } => Error::Closed,
+            other => Error::Actor(other),
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The log actor: owns the tail segment and makes appends durable in groups.
+//!
+//! It drains every message waiting in its mailbox (up to the batch limit), assigns LSNs,
+//! encodes all records into one buffer, issues one write and (if any caller asked for
+//! `Immediate`) one `fdatasync`, then answers the whole batch in LSN order. While one batch
+//! is being written and synced, writers keep queueing the next one in the mailbox.
+//!
+//! A failed write or sync poisons the log: the batch's callers get the I/O error, every later
+//! caller [`Error::Poisoned`]. Nothing is retried.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use persistx_io::format::segment::SEGMENT_HEADER_LEN;
+use persistx_io::format::wal::{MAX_RECORD_PAYLOAD, encode_record, frame_len};
+use persistx_runtime::{Actor, Reply};
+
+use super::commit::{CommitLedger, Durability};
+use super::segment::{Segment, SegmentDir};
+use super::{Shared, WalStats};
+use crate::error::{Error, Result};
+
+/// Unwritten records at `Durability::None` are written once they pass this many bytes.
+const NONE_BUFFER_MAX: usize = 1 << 20;
+
+/// Messages of the log actor.
+#[derive(Debug)]
+pub(crate) enum LogMsg {
+    Append { payload: Bytes, durability: Durability, reply: Reply<Result<u64>> },
+    Sync { reply: Reply<Result<u64>> },
+    Release { below: u64, reply: Reply<Result<()>> },
+    Stats { reply: Reply<WalStats> },
+}
+
+pub(crate) struct LogActor {
+    pub(crate) segdir: SegmentDir,
+    /// Live segments, oldest first: (sequence number, first LSN, path); the last is `tail`.
+    pub(crate) segments: Vec<(u64, u64, PathBuf)>,
+    pub(crate) tail: Segment,
+    /// Where the next write goes in the tail segment.
+    pub(crate) write_offset: u64,
+    /// Encoded records not yet written, destined for `write_offset`.
+    pub(crate) buf: Vec<u8>,
+    pub(crate) ledger: CommitLedger<Reply<Result<u64>>>,
+    pub(crate) poisoned: Option<String>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) sync_interval: Option<Duration>,
+    pub(crate) batches: u64,
+    pub(crate) syncs: u64,
+}
+
+impl LogActor {
+    fn poison(&mut self, cause: &Error) {
+        if self.poisoned.is_none() {
+            tracing::error!(error = %cause, "write-ahead log poisoned");
+            self.poisoned = Some(cause.to_string());
+            self.shared.poisoned.store(true, Ordering::Release);
+        }
+        self.buf.clear();
+        for (_, reply) in self.ledger.fail_all() {
+            reply.send(Err(cause.clone()));
+        }
+    }
+
+    fn poisoned_error(&self) -> Option<Error> {
+        self.poisoned.as_ref().map(|c| Error::Poisoned { cause: c.clone() })
+    }
+
+    /// Writes the buffered records (and syncs if asked). On failure the log is poisoned.
+    async fn flush(&mut self, sync: bool) -> Result<()> {
+        let last = self.ledger.last_assigned();
+        if !self.buf.is_empty() {
+            let data = Bytes::from(std::mem::take(&mut self.buf));
+            let len = data.len() as u64;
+            let result = if sync {
+                self.tail.file.write_and_sync(self.write_offset, data).await
+            } else {
+                self.tail.file.write_at(self.write_offset, data).await
+            };
+            result?;
+            self.write_offset += len;
+            self.ledger.mark_written(last);
+            self.batches += 1;
+            if sync {
+                self.syncs += 1;
+                self.ledger.mark_synced(last);
+            }
+        } else if sync && self.ledger.synced_lsn() < self.ledger.written_lsn() {
+            self.tail.file.sync_data().await?;
+            self.syncs += 1;
+            self.ledger.mark_synced(self.ledger.written_lsn());
+        } else if sync {
+            self.ledger.mark_synced(self.ledger.written_lsn());
+        }
+        self.shared.written_lsn.store(self.ledger.written_lsn(), Ordering::Release);
+        self.shared.durable_lsn.store(self.ledger.synced_lsn(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Encodes a record, first moving to a new segment if it does not fit in the tail.
+    async fn encode(&mut self, lsn: u64, payload: &[u8]) -> Result<()> {
+        let need = frame_len(payload.len()) as u64;
+        let end = self.write_offset + self.buf.len() as u64 + need;
+        if end > self.tail.header.segment_size {
+            // Everything in the old segment is synced before the next one exists.
+            let before = lsn - 1;
+            // Flush records encoded so far (they precede `lsn`).
+            let last = self.ledger.last_assigned();
+            debug_assert_eq!(last, lsn, "the record being encoded is the last assigned");
+            self.flush_upto(before).await?;
+            let seq = self.tail.header.seq + 1;
+            let seg = self.segdir.create(seq, lsn, SEGMENT_HEADER_LEN as u64 + need).await?;
+            self.segments.push((seq, lsn, seg.path.clone()));
+            self.tail = seg;
+            self.write_offset = SEGMENT_HEADER_LEN as u64;
+        }
+        let watermark = self.ledger.synced_lsn();
+        encode_record(&mut self.buf, self.tail.header.seq, lsn, watermark, payload);
+        Ok(())
+    }
+
+    /// Writes and syncs the buffer, which holds records up to `upto`.
+    async fn flush_upto(&mut self, upto: u64) -> Result<()> {
+        if !self.buf.is_empty() {
+            let data = Bytes::from(std::mem::take(&mut self.buf));
+            let len = data.len() as u64;
+            self.tail.file.write_and_sync(self.write_offset, data).await?;
+            self.write_offset += len;
+            self.batches += 1;
+            self.syncs += 1;
+            self.ledger.mark_written(upto);
+            self.ledger.mark_synced(upto);
+        } else if self.ledger.synced_lsn() < self.ledger.written_lsn() {
+            self.tail.file.sync_data().await?;
+            self.syncs += 1;
+            self.ledger.mark_synced(self.ledger.written_lsn());
+        }
+        Ok(())
+    }
+
+    async fn append(&mut self, payload: Bytes, durability: Durability, reply: Reply<Result<u64>>) {
+        if let Some(e) = self.poisoned_error() {
+            reply.send(Err(e));
+            return;
+        }
+        if payload.len() > MAX_RECORD_PAYLOAD as usize {
+            reply.send(Err(Error::RecordTooLarge { len: payload.len() as u64, max: MAX_RECORD_PAYLOAD.into() }));
+            return;
+        }
+        let lsn = self.ledger.assign(durability, reply);
+        if let Err(e) = self.encode(lsn, &payload).await {
+            self.poison(&e);
+        }
+    }
+
+    async fn release(&mut self, below: u64) -> Result<()> {
+        if let Some(e) = self.poisoned_error() {
+            return Err(e);
+        }
+        // Segment i is wholly below `below` if segment i+1 starts at or before it.
+        let mut retired = 0;
+        while self.segments.len() > 1 && self.segments[1].1 <= below {
+            let (_, _, path) = self.segments.remove(0);
+            self.segdir.retire(&path).await?;
+            retired += 1;
+        }
+        if retired > 0 {
+            self.segdir.vfs.sync_dir(&self.segdir.dir).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes and syncs whatever is pending, then answers every waiter that can be.
+    async fn settle(&mut self) {
+        if self.poisoned.is_some() {
+            return;
+        }
+        let sync = self.ledger.needs_sync();
+        let write = sync || self.ledger.needs_write() || self.buf.len() >= NONE_BUFFER_MAX;
+        if write || sync {
+            if let Err(e) = self.flush(sync).await {
+                self.poison(&e);
+                return;
+            }
+        }
+        for (lsn, reply) in self.ledger.release() {
+            reply.send(Ok(lsn));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Actor for LogActor {
+    type Msg = LogMsg;
+
+    async fn handle_batch(&mut self, batch: Vec<LogMsg>) {
+        for msg in batch {
+            match msg {
+                LogMsg::Append { payload, durability, reply } => self.append(payload, durability, reply).await,
+                LogMsg::Sync { reply } => {
+                    if let Some(e) = self.poisoned_error() {
+                        reply.send(Err(e));
+                    } else {
+                        self.ledger.wait_synced(reply);
+                    }
+                }
+                LogMsg::Release { below, reply } => {
+                    let r = self.release(below).await;
+                    if let Err(e) = &r {
+                        if self.poisoned.is_none() && !matches!(e, Error::Poisoned { .. }) {
+                            self.poison(e);
+                        }
+                    }
+                    reply.send(r);
+                }
+                LogMsg::Stats { reply } => reply.send(WalStats {
+                    last_lsn: self.ledger.last_assigned(),
+                    written_lsn: self.ledger.written_lsn(),
+                    durable_lsn: self.ledger.synced_lsn(),
+                    segments: self.segments.len() as u64,
+                    spare_segments: self.segdir.spares.len() as u64,
+                    batches: self.batches,
+                    syncs: self.syncs,
+                    poisoned: self.poisoned.is_some(),
+                }),
+            }
+        }
+        self.settle().await;
+    }
+
+    async fn handle(&mut self, msg: LogMsg) {
+        self.handle_batch(vec![msg]).await;
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        self.sync_interval
+    }
+
+    async fn on_tick(&mut self) {
+        if self.poisoned.is_some() {
+            return;
+        }
+        let dirty = !self.buf.is_empty() || self.ledger.synced_lsn() < self.ledger.written_lsn();
+        if dirty {
+            if let Err(e) = self.flush(true).await {
+                self.poison(&e);
+                return;
+            }
+            for (lsn, reply) in self.ledger.release() {
+                reply.send(Ok(lsn));
+            }
+        }
+    }
+
+    async fn on_stop(&mut self) {
+        // A clean close leaves everything durable, whatever level it was written at.
+        self.on_tick().await;
+        self.shared.stopped.store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,265 @@
+//! Recovery: find the valid prefix of the log, hand its records to the caller, and cut off
+//! what a crash left half-written.
+//!
+//! The log is read segment by segment. Within a segment, records are taken while they
+//! decode under the segment's sequence number and carry the next LSN. Where that stops, the
+//! rest of the segment and every later segment are searched for valid records of the same
+//! log life. Each carries a *durable watermark*: every LSN up to it was synced before the
+//! record was written. Then:
+//!
+//! * if some later record's watermark covers the first missing LSN, that LSN had been
+//!   synced and is now unreadable: [`Error::Corruption`] naming the file and offset;
+//! * otherwise the missing part was never synced (a torn or lost tail): the log is trimmed
+//!   there. Valid records beyond the cut are zeroed and later segments are deleted, so they
+//!   can never be mistaken for part of the log after new records are appended.
+//!
+//! Trimming only removes data past the cut, so a crash during recovery followed by another
+//! recovery reaches the same cut: recovery is idempotent.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use persistx_io::format::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
+use persistx_io::format::wal::{RECORD_ALIGN, RECORD_HEADER_LEN, decode_record};
+use persistx_io::{OpenMode, format::FormatError};
+
+use super::segment::{Segment, SegmentDir, is_spare_name, is_temp_name, parse_segment_name};
+use crate::error::{Error, Result};
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// LSN of the first record still in the log (0 if the log is empty).
+    pub first_lsn: u64,
+    /// LSN of the last record recovered (0 if none). New records continue after it.
+    pub last_lsn: u64,
+    /// Records handed to the caller.
+    pub records: u64,
+    /// Live segments kept.
+    pub segments: u64,
+    /// True if a torn or unsynced tail was cut off.
+    pub trimmed: bool,
+    /// Offset in the tail segment where new records will be written.
+    pub tail_offset: u64,
+}
+
+/// The state the log actor resumes from.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    /// Live segments, oldest first: (sequence number, first LSN, path). The last is `tail`.
+    pub(crate) segments: Vec<(u64, u64, PathBuf)>,
+    pub(crate) tail: Segment,
+    pub(crate) report: RecoveryReport,
+}
+
+struct Loaded {
+    seq: u64,
+    header: SegmentHeader,
+    path: PathBuf,
+    bytes: Bytes,
+}
+
+/// A valid record found past the end of the log's valid prefix.
+struct Stray {
+    offset: u64,
+    frame_len: u64,
+    durable_lsn: u64,
+}
+
+fn corrupt(path: &std::path::Path, offset: u64, what: impl Into<String>) -> Error {
+    Error::Corruption { file: path.to_path_buf(), offset, what: what.into() }
+}
+
+fn format_err(path: &std::path::Path, offset: u64, e: FormatError) -> Error {
+    Error::from(e.at(path, offset))
+}
+
+/// Searches `bytes` from `from` for records that validate under `seq` with an LSN of at
+/// least `min_lsn`.
+fn find_strays(bytes: &[u8], seq: u64, from: u64, min_lsn: u64) -> Vec<Stray> {
+    let mut out = Vec::new();
+    let mut off = (from as usize).next_multiple_of(RECORD_ALIGN);
+    while off + RECORD_HEADER_LEN <= bytes.len() {
+        let window = &bytes[off..];
+        if window[..RECORD_HEADER_LEN].iter().all(|b| *b == 0) {
+            off += RECORD_ALIGN;
+            continue;
+        }
+        match decode_record(window, seq) {
+            Ok((h, _)) if h.lsn >= min_lsn => {
+                out.push(Stray { offset: off as u64, frame_len: h.frame_len(), durable_lsn: h.durable_lsn });
+                off += h.frame_len() as usize;
+            }
+            _ => off += RECORD_ALIGN,
+        }
+    }
+    out
+}
+
+/// Recovers the log in `segdir`, calling `on_record(lsn, payload)` for every record of the
+/// valid prefix in LSN order.
+pub(crate) async fn recover(
+    segdir: &mut SegmentDir,
+    on_record: &mut (dyn FnMut(u64, &[u8]) -> Result<()> + Send),
+) -> Result<Recovered> {
+    let vfs = segdir.vfs.clone();
+    let dir = segdir.dir.clone();
+    if !vfs.exists(&dir).await? {
+        vfs.create_dir_all(&dir).await?;
+        vfs.sync_dir(&persistx_io::vfs::parent_dir(&dir)).await?;
+    }
+    let mut live = Vec::new();
+    for name in vfs.list_dir(&dir).await? {
+        if let Some(seq) = parse_segment_name(&name) {
+            live.push((seq, dir.join(&name)));
+        } else if is_spare_name(&name) {
+            segdir.spares.push(dir.join(&name));
+            let n = name
+                .trim_start_matches("spare-")
+                .trim_end_matches(".wal")
+                .parse::<u64>()
+                .unwrap_or(0);
+            segdir.next_spare = segdir.next_spare.max(n);
+        } else if is_temp_name(&name) {
+            vfs.remove_file(&dir.join(&name)).await?;
+        } else {
+            tracing::warn!(file = %dir.join(&name).display(), "ignoring unknown file in the WAL directory");
+        }
+    }
+    live.sort();
+
+    if live.is_empty() {
+        let tail = segdir.create(1, 1, 0).await?;
+        let report = RecoveryReport { tail_offset: SEGMENT_HEADER_LEN as u64, ..RecoveryReport::default() };
+        return Ok(Recovered { segments: vec![(1, 1, tail.path.clone())], tail, report });
+    }
+
+    // Load and check every segment header.
+    let mut loaded: Vec<Loaded> = Vec::with_capacity(live.len());
+    for (seq, path) in live {
+        let file = vfs.open(&path, OpenMode::ReadWrite).await?;
+        let len = file.len().await?;
+        let bytes = file.read_at(0, len as usize).await?;
+        let header = SegmentHeader::decode(&bytes).map_err(|e| format_err(&path, 0, e))?;
+        if header.seq != seq {
+            return Err(corrupt(&path, 16, format!("segment header says sequence {}, file name says {seq}", header.seq)));
+        }
+        if let Some(prev) = loaded.last() {
+            if seq != prev.seq + 1 {
+                return Err(corrupt(&path, 0, format!("segment {} is missing before segment {seq}", prev.seq + 1)));
+            }
+        }
+        loaded.push(Loaded { seq, header, path, bytes });
+    }
+
+    let mut report = RecoveryReport { first_lsn: loaded[0].header.first_lsn, ..RecoveryReport::default() };
+    let mut expected = loaded[0].header.first_lsn;
+    let mut kept: Vec<(u64, u64, PathBuf)> = Vec::new();
+    let mut tail_offset = SEGMENT_HEADER_LEN as u64;
+
+    for i in 0..loaded.len() {
+        let seg = &loaded[i];
+        if seg.header.first_lsn != expected {
+            // The previous segment lost records at its end; decide as for damage there.
+            let prev = loaded[i - 1].path.clone();
+            return cut(segdir, &loaded, i - 1, tail_offset, expected, Vec::new(), report, kept, prev).await;
+        }
+        kept.push((seg.seq, seg.header.first_lsn, seg.path.clone()));
+        // Walk the valid prefix.
+        let mut off = SEGMENT_HEADER_LEN;
+        loop {
+            if off + RECORD_HEADER_LEN > seg.bytes.len() {
+                break;
+            }
+            match decode_record(&seg.bytes[off..], seg.seq) {
+                Ok((h, payload)) if h.lsn == expected => {
+                    on_record(h.lsn, payload)?;
+                    report.records += 1;
+                    report.last_lsn = h.lsn;
+                    expected += 1;
+                    off += h.frame_len() as usize;
+                }
+                _ => break,
+            }
+        }
+        tail_offset = off as u64;
+        let strays = find_strays(&seg.bytes, seg.seq, off as u64, expected);
+        if !strays.is_empty() {
+            return cut(segdir, &loaded, i, tail_offset, expected, strays, report, kept, seg.path.clone()).await;
+        }
+    }
+
+    let last = loaded.last().map(|l| l.path.clone()).unwrap_or_default();
+    finish(segdir, &loaded, loaded.len() - 1, tail_offset, report, kept, last, false).await
+}
+
+/// The valid prefix ends in segment `at` at `offset`; `expected` is the first missing LSN.
+/// Decides between corruption and a trimmable tail.
+#[allow(clippy::too_many_arguments)]
+async fn cut(
+    segdir: &mut SegmentDir,
+    loaded: &[Loaded],
+    at: usize,
+    offset: u64,
+    expected: u64,
+    strays: Vec<Stray>,
+    report: RecoveryReport,
+    kept: Vec<(u64, u64, PathBuf)>,
+    path: PathBuf,
+) -> Result<Recovered> {
+    let mut watermark = strays.iter().map(|s| s.durable_lsn).max().unwrap_or(0);
+    for l in &loaded[at + 1..] {
+        for s in find_strays(&l.bytes, l.seq, SEGMENT_HEADER_LEN as u64, 0) {
+            watermark = watermark.max(s.durable_lsn);
+        }
+    }
+    if watermark >= expected {
+        return Err(corrupt(
+            &path,
+            offset,
+            format!("WAL record {expected} is unreadable although later records say it was synced (up to LSN {watermark})"),
+        ));
+    }
+    // Zero valid records beyond the cut in this segment, then drop later segments.
+    let seg = &loaded[at];
+    if !strays.is_empty() {
+        let file = segdir.vfs.open(&seg.path, OpenMode::ReadWrite).await?;
+        let end = strays.iter().map(|s| s.offset + s.frame_len).max().unwrap_or(offset);
+        let zeros = Bytes::from(vec![0u8; (end - offset) as usize]);
+        file.write_and_sync(offset, zeros).await?;
+    }
+    let mut removed = false;
+    for l in &loaded[at + 1..] {
+        segdir.vfs.remove_file(&l.path).await?;
+        removed = true;
+    }
+    if removed {
+        segdir.vfs.sync_dir(&segdir.dir).await?;
+    }
+    let mut kept = kept;
+    kept.truncate(at + 1);
+    finish(segdir, loaded, at, offset, report, kept, seg.path.clone(), true).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    segdir: &mut SegmentDir,
+    loaded: &[Loaded],
+    at: usize,
+    offset: u64,
+    mut report: RecoveryReport,
+    kept: Vec<(u64, u64, PathBuf)>,
+    tail_path: PathBuf,
+    trimmed: bool,
+) -> Result<Recovered> {
+    let file = segdir.vfs.open(&tail_path, OpenMode::ReadWrite).await?;
+    // Records read back may have been in the OS cache only (written at Eventual before a
+    // process crash): make them durable before anything is built on them.
+    file.sync_data().await?;
+    let rest = loaded[at].bytes.get(offset as usize..).unwrap_or(&[]);
+    report.trimmed = trimmed || !rest.iter().all(|b| *b == 0);
+    report.segments = kept.len() as u64;
+    report.tail_offset = offset;
+    let tail = Segment { header: loaded[at].header, file, path: tail_path };
+    Ok(Recovered { segments: kept, tail, report })
+}

@@ -1,0 +1,101 @@
+//! The one storage trait every backend implements: files of pages and log segments, and the
+//! few directory operations the engine needs.
+//!
+//! Buffers are owned [`Bytes`]: a backend may hand them to another thread (the portable
+//! backend's I/O thread, the io_uring driver) and a dropped caller future never leaves the
+//! kernel writing from freed memory.
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Result;
+
+/// How [`Vfs::open`] treats a missing or existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Open an existing file for reading only.
+    Read,
+    /// Open an existing file for reading and writing.
+    ReadWrite,
+    /// Create the file, failing if it exists.
+    CreateNew,
+    /// Open the file, creating it empty if it is missing.
+    CreateOrOpen,
+}
+
+impl OpenMode {
+    /// True if the mode may create a file.
+    pub fn creates(self) -> bool {
+        matches!(self, OpenMode::CreateNew | OpenMode::CreateOrOpen)
+    }
+}
+
+/// A file system, real or simulated.
+///
+/// Durability rules every user of this trait follows (docs/format.md): a new file is synced,
+/// then its parent directory, before anything refers to it; a rename is durable only after
+/// [`Vfs::sync_dir`] of the directory.
+#[async_trait]
+pub trait Vfs: Send + Sync + Debug + 'static {
+    /// A short name for logs and errors: `portable`, `io_uring`, `memory`, `sim`.
+    fn name(&self) -> &'static str;
+    /// Opens (or creates) a file.
+    async fn open(&self, path: &Path, mode: OpenMode) -> Result<Arc<dyn File>>;
+    /// Creates a directory and its parents.
+    async fn create_dir_all(&self, path: &Path) -> Result<()>;
+    /// The names (not full paths) of the entries of a directory, sorted.
+    async fn list_dir(&self, path: &Path) -> Result<Vec<String>>;
+    /// Removes a file.
+    async fn remove_file(&self, path: &Path) -> Result<()>;
+    /// Renames a file, replacing `to` if it exists.
+    async fn rename(&self, from: &Path, to: &Path) -> Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    async fn sync_dir(&self, path: &Path) -> Result<()>;
+    /// True if the path exists.
+    async fn exists(&self, path: &Path) -> Result<bool>;
+}
+
+/// An open file. Positioned I/O only: there is no cursor, so one handle serves many callers.
+#[async_trait]
+pub trait File: Send + Sync + Debug + 'static {
+    /// The path the file was opened with.
+    fn path(&self) -> &Path;
+    /// Reads up to `len` bytes at `offset`; fewer only at the end of the file.
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes>;
+    /// Writes all of `data` at `offset`, extending the file if needed.
+    async fn write_at(&self, offset: u64, data: Bytes) -> Result<()>;
+    /// Writes several buffers; backends that can submit them together do so.
+    async fn write_batch(&self, writes: Vec<(u64, Bytes)>) -> Result<()> {
+        for (offset, data) in writes {
+            self.write_at(offset, data).await?;
+        }
+        Ok(())
+    }
+    /// Writes `data` at `offset` and then makes the file's data durable, as one request (one
+    /// round trip to the I/O thread, one linked submission on io_uring). If the write fails
+    /// the sync is not attempted.
+    async fn write_and_sync(&self, offset: u64, data: Bytes) -> Result<()> {
+        self.write_at(offset, data).await?;
+        self.sync_data().await
+    }
+    /// `fdatasync`: data and the metadata needed to read it back are durable.
+    async fn sync_data(&self) -> Result<()>;
+    /// `fsync`: data and all metadata are durable.
+    async fn sync_all(&self) -> Result<()>;
+    /// The current length in bytes.
+    async fn len(&self) -> Result<u64>;
+    /// Truncates or extends (with zeros) the file.
+    async fn set_len(&self, len: u64) -> Result<()>;
+}
+
+/// The parent directory of a path, or `.` for a bare file name.
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
