@@ -9,7 +9,7 @@
 //!   on dedicated threads), [`memory`] (in-memory databases and fast tests) and [`sim`] (the
 //!   simulated disk for crash and fault tests). [`open_backend`] picks one; `Auto` probes
 //!   io_uring and falls back to the portable backend.
-//! * [`format`]: the on-disk structures (WAL segment header, WAL record frame, page header),
+//! * [`mod@format`]: the on-disk structures (WAL segment header, WAL record frame, page header),
 //!   checksummed with crc32c, documented byte by byte in `docs/format.md`.
 //! * [`error`]: the crate's [`Error`].
 //!

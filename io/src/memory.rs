@@ -125,6 +125,9 @@ impl MemoryFile {
 
 /// Copies `data` into `buf` at `offset`, growing it with zeros as needed.
 pub(crate) fn write_into(buf: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    if data.is_empty() {
+        return; // like pwrite(2) of zero bytes: the file does not grow
+    }
     let start = offset as usize;
     let end = start + data.len();
     if buf.len() < end {

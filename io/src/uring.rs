@@ -6,7 +6,7 @@
 //! It is a handle-plus-task actor (like mini-redis's buffered client): [`UringVfs`] and every
 //! [`UringFile`] hold the sending side of one bounded flume channel
 //! ([`QUEUE_CAPACITY`] requests). A request is a private enum carrying owned buffers
-//! ([`Bytes`] for writes; reads come back as [`Bytes`] built from an owned `Vec<u8>`) and a
+//! ([`bytes::Bytes`] for writes; reads come back as `Bytes` built from an owned `Vec<u8>`) and a
 //! oneshot sender for the answer. The driver receives requests in order and starts each one
 //! as a local task, so up to [`IN_FLIGHT_MAX`] operations are in the ring at once; when that
 //! many are running it stops receiving and callers wait for room in the channel
@@ -26,9 +26,9 @@
 //!
 //! [`start`] spawns the thread and waits for a probe (a no-op, a read, a write and a `statx`
 //! through the ring). If io_uring cannot be set up (seccomp, an old kernel) or the probe fails,
-//! [`start`] returns [`Error::Unavailable`] and never panics. The thread ends when every handle
+//! [`start`] returns [`Error::Unavailable`](crate::Error::Unavailable) and never panics. The thread ends when every handle
 //! is dropped, after the operations already in the ring have completed. If the thread is gone,
-//! calls fail with [`Error::BackendGone`].
+//! calls fail with [`Error::BackendGone`](crate::Error::BackendGone).
 //!
 //! # Cancel safety
 //!
@@ -39,9 +39,9 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
 #[cfg(not(target_os = "linux"))]
 use crate::error::Error;
+use crate::error::Result;
 use crate::vfs::Vfs;
 
 #[cfg(target_os = "linux")]
@@ -65,7 +65,10 @@ pub fn start() -> Result<Arc<dyn Vfs>> {
     }
     #[cfg(not(target_os = "linux"))]
     {
-        Err(Error::Unavailable { backend: BACKEND, reason: "io_uring exists only on Linux".into() })
+        Err(Error::Unavailable {
+            backend: BACKEND,
+            reason: "io_uring exists only on Linux".into(),
+        })
     }
 }
 
@@ -118,21 +121,76 @@ mod linux {
 
     /// The driver's mailbox. `file` is an id from a previous `Open`.
     enum Request {
-        Open { path: PathBuf, mode: OpenMode, reply: Reply<u64> },
-        Close { file: u64 },
-        Read { file: u64, offset: u64, len: usize, reply: Reply<Bytes> },
-        Write { file: u64, offset: u64, data: Bytes, reply: Reply<()> },
-        WriteBatch { file: u64, writes: Vec<(u64, Bytes)>, reply: Reply<()> },
-        WriteAndSync { file: u64, offset: u64, data: Bytes, reply: Reply<()> },
-        Sync { file: u64, data_only: bool, reply: Reply<()> },
-        Len { file: u64, reply: Reply<u64> },
-        SetLen { file: u64, len: u64, reply: Reply<()> },
-        CreateDirAll { path: PathBuf, reply: Reply<()> },
-        ListDir { path: PathBuf, reply: Reply<Vec<String>> },
-        RemoveFile { path: PathBuf, reply: Reply<()> },
-        Rename { from: PathBuf, to: PathBuf, reply: Reply<()> },
-        SyncDir { path: PathBuf, reply: Reply<()> },
-        Exists { path: PathBuf, reply: Reply<bool> },
+        Open {
+            path: PathBuf,
+            mode: OpenMode,
+            reply: Reply<u64>,
+        },
+        Close {
+            file: u64,
+        },
+        Read {
+            file: u64,
+            offset: u64,
+            len: usize,
+            reply: Reply<Bytes>,
+        },
+        Write {
+            file: u64,
+            offset: u64,
+            data: Bytes,
+            reply: Reply<()>,
+        },
+        WriteBatch {
+            file: u64,
+            writes: Vec<(u64, Bytes)>,
+            reply: Reply<()>,
+        },
+        WriteAndSync {
+            file: u64,
+            offset: u64,
+            data: Bytes,
+            reply: Reply<()>,
+        },
+        Sync {
+            file: u64,
+            data_only: bool,
+            reply: Reply<()>,
+        },
+        Len {
+            file: u64,
+            reply: Reply<u64>,
+        },
+        SetLen {
+            file: u64,
+            len: u64,
+            reply: Reply<()>,
+        },
+        CreateDirAll {
+            path: PathBuf,
+            reply: Reply<()>,
+        },
+        ListDir {
+            path: PathBuf,
+            reply: Reply<Vec<String>>,
+        },
+        RemoveFile {
+            path: PathBuf,
+            reply: Reply<()>,
+        },
+        Rename {
+            from: PathBuf,
+            to: PathBuf,
+            reply: Reply<()>,
+        },
+        SyncDir {
+            path: PathBuf,
+            reply: Reply<()>,
+        },
+        Exists {
+            path: PathBuf,
+            reply: Reply<bool>,
+        },
     }
 
     /// Sends a request and awaits its answer.
@@ -141,8 +199,12 @@ mod linux {
         make: impl FnOnce(Reply<T>) -> Request,
     ) -> Result<Answer<T>> {
         let (reply, answer) = oneshot::channel();
-        tx.send_async(make(reply)).await.map_err(|_| Error::BackendGone { backend: BACKEND })?;
-        answer.await.map_err(|_| Error::BackendGone { backend: BACKEND })
+        tx.send_async(make(reply))
+            .await
+            .map_err(|_| Error::BackendGone { backend: BACKEND })?;
+        answer
+            .await
+            .map_err(|_| Error::BackendGone { backend: BACKEND })
     }
 
     // ---------------------------------------------------------------------------------------
@@ -164,27 +226,36 @@ mod linux {
         /// Fails with [`Error::Unavailable`] (never panics) if the ring cannot be set up, the
         /// probe fails, or the thread dies or hangs during the probe.
         pub fn start() -> Result<UringVfs> {
-            let unavailable = |reason: String| Error::Unavailable { backend: BACKEND, reason };
+            let unavailable = |reason: String| Error::Unavailable {
+                backend: BACKEND,
+                reason,
+            };
             let (tx, rx) = flume::bounded::<Request>(QUEUE_CAPACITY);
             let (close_tx, close_rx) = flume::unbounded::<u64>();
             // Room for the probe's answer and a later panic report, so the thread never blocks.
-            let (probe_tx, probe_rx) = std::sync::mpsc::sync_channel::<std::result::Result<(), String>>(2);
+            let (probe_tx, probe_rx) =
+                std::sync::mpsc::sync_channel::<std::result::Result<(), String>>(2);
             let panic_tx = probe_tx.clone();
             std::thread::Builder::new()
                 .name("persistx-uring".into())
                 .spawn(move || {
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                        let mut builder = tokio_uring::builder();
-                        builder.entries(RING_ENTRIES);
-                        match tokio_uring::Runtime::new(&builder) {
-                            Ok(rt) => rt.block_on(drive(rx, close_rx, probe_tx)),
-                            Err(e) => {
-                                let _ = probe_tx.send(Err(format!("io_uring setup failed: {e}")));
+                    let outcome =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                            let mut builder = tokio_uring::builder();
+                            builder.entries(RING_ENTRIES);
+                            match tokio_uring::Runtime::new(&builder) {
+                                Ok(rt) => rt.block_on(drive(rx, close_rx, probe_tx)),
+                                Err(e) => {
+                                    let _ =
+                                        probe_tx.send(Err(format!("io_uring setup failed: {e}")));
+                                }
                             }
-                        }
-                    }));
+                        }));
                     if let Err(panic) = outcome {
-                        let reason = format!("the driver thread panicked: {}", panic_message(panic.as_ref()));
+                        let reason = format!(
+                            "the driver thread panicked: {}",
+                            panic_message(panic.as_ref())
+                        );
                         tracing::error!(%reason, "io_uring driver stopped");
                         let _ = panic_tx.send(Err(reason));
                     }
@@ -193,12 +264,12 @@ mod linux {
             match probe_rx.recv_timeout(PROBE_TIMEOUT) {
                 Ok(Ok(())) => Ok(UringVfs { tx, close_tx }),
                 Ok(Err(reason)) => Err(unavailable(reason)),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    Err(unavailable(format!("the probe did not answer within {PROBE_TIMEOUT:?}")))
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    Err(unavailable("the driver thread exited during the probe".into()))
-                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(unavailable(format!(
+                    "the probe did not answer within {PROBE_TIMEOUT:?}"
+                ))),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(unavailable(
+                    "the driver thread exited during the probe".into(),
+                )),
             }
         }
 
@@ -225,7 +296,13 @@ mod linux {
 
         async fn open(&self, path: &Path, mode: OpenMode) -> Result<Arc<dyn File>> {
             let p = path.to_path_buf();
-            let id = self.call(path, |reply| Request::Open { path: p, mode, reply }).await?;
+            let id = self
+                .call(path, |reply| Request::Open {
+                    path: p,
+                    mode,
+                    reply,
+                })
+                .await?;
             Ok(Arc::new(UringFile {
                 id,
                 path: path.to_path_buf(),
@@ -236,32 +313,42 @@ mod linux {
 
         async fn create_dir_all(&self, path: &Path) -> Result<()> {
             let p = path.to_path_buf();
-            self.call(path, |reply| Request::CreateDirAll { path: p, reply }).await
+            self.call(path, |reply| Request::CreateDirAll { path: p, reply })
+                .await
         }
 
         async fn list_dir(&self, path: &Path) -> Result<Vec<String>> {
             let p = path.to_path_buf();
-            self.call(path, |reply| Request::ListDir { path: p, reply }).await
+            self.call(path, |reply| Request::ListDir { path: p, reply })
+                .await
         }
 
         async fn remove_file(&self, path: &Path) -> Result<()> {
             let p = path.to_path_buf();
-            self.call(path, |reply| Request::RemoveFile { path: p, reply }).await
+            self.call(path, |reply| Request::RemoveFile { path: p, reply })
+                .await
         }
 
         async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
             let (f, t) = (from.to_path_buf(), to.to_path_buf());
-            self.call(from, |reply| Request::Rename { from: f, to: t, reply }).await
+            self.call(from, |reply| Request::Rename {
+                from: f,
+                to: t,
+                reply,
+            })
+            .await
         }
 
         async fn sync_dir(&self, path: &Path) -> Result<()> {
             let p = path.to_path_buf();
-            self.call(path, |reply| Request::SyncDir { path: p, reply }).await
+            self.call(path, |reply| Request::SyncDir { path: p, reply })
+                .await
         }
 
         async fn exists(&self, path: &Path) -> Result<bool> {
             let p = path.to_path_buf();
-            self.call(path, |reply| Request::Exists { path: p, reply }).await
+            self.call(path, |reply| Request::Exists { path: p, reply })
+                .await
         }
     }
 
@@ -278,7 +365,9 @@ mod linux {
 
     impl UringFile {
         async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T> {
-            call(&self.tx, make).await?.map_err(|f| f.into_error(&self.path))
+            call(&self.tx, make)
+                .await?
+                .map_err(|f| f.into_error(&self.path))
         }
     }
 
@@ -306,12 +395,24 @@ mod linux {
                 return Ok(Bytes::new());
             }
             let file = self.id;
-            self.call(|reply| Request::Read { file, offset, len, reply }).await
+            self.call(|reply| Request::Read {
+                file,
+                offset,
+                len,
+                reply,
+            })
+            .await
         }
 
         async fn write_at(&self, offset: u64, data: Bytes) -> Result<()> {
             let file = self.id;
-            self.call(|reply| Request::Write { file, offset, data, reply }).await
+            self.call(|reply| Request::Write {
+                file,
+                offset,
+                data,
+                reply,
+            })
+            .await
         }
 
         async fn write_batch(&self, writes: Vec<(u64, Bytes)>) -> Result<()> {
@@ -319,22 +420,43 @@ mod linux {
                 return Ok(());
             }
             let file = self.id;
-            self.call(|reply| Request::WriteBatch { file, writes, reply }).await
+            self.call(|reply| Request::WriteBatch {
+                file,
+                writes,
+                reply,
+            })
+            .await
         }
 
         async fn write_and_sync(&self, offset: u64, data: Bytes) -> Result<()> {
             let file = self.id;
-            self.call(|reply| Request::WriteAndSync { file, offset, data, reply }).await
+            self.call(|reply| Request::WriteAndSync {
+                file,
+                offset,
+                data,
+                reply,
+            })
+            .await
         }
 
         async fn sync_data(&self) -> Result<()> {
             let file = self.id;
-            self.call(|reply| Request::Sync { file, data_only: true, reply }).await
+            self.call(|reply| Request::Sync {
+                file,
+                data_only: true,
+                reply,
+            })
+            .await
         }
 
         async fn sync_all(&self) -> Result<()> {
             let file = self.id;
-            self.call(|reply| Request::Sync { file, data_only: false, reply }).await
+            self.call(|reply| Request::Sync {
+                file,
+                data_only: false,
+                reply,
+            })
+            .await
         }
 
         async fn len(&self) -> Result<u64> {
@@ -344,7 +466,8 @@ mod linux {
 
         async fn set_len(&self, len: u64) -> Result<()> {
             let file = self.id;
-            self.call(|reply| Request::SetLen { file, len, reply }).await
+            self.call(|reply| Request::SetLen { file, len, reply })
+                .await
         }
     }
 
@@ -385,7 +508,11 @@ mod linux {
             return;
         }
         drop(probe_tx);
-        let driver = Rc::new(Driver { files: RefCell::new(HashMap::new()), next_id: Cell::new(1), path_ops });
+        let driver = Rc::new(Driver {
+            files: RefCell::new(HashMap::new()),
+            next_id: Cell::new(1),
+            path_ops,
+        });
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut closes_open = true;
         loop {
@@ -421,13 +548,18 @@ mod linux {
     /// unlink and rename are available as io_uring operations.
     async fn probe() -> io::Result<bool> {
         tokio_uring::no_op().await?;
-        let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
         let null = tokio_uring::fs::File::from_std(null);
         let (res, _) = null.read_at(Vec::with_capacity(16), 0).await;
         res?;
         let (res, _) = null.write_at(vec![0u8; 1], 0).submit().await;
         if res? != 1 {
-            return Err(io::Error::other("a 1-byte write to /dev/null did not write 1 byte"));
+            return Err(io::Error::other(
+                "a 1-byte write to /dev/null did not write 1 byte",
+            ));
         }
         null.statx().await?;
         null.close().await?;
@@ -452,49 +584,122 @@ mod linux {
             Request::Close { file } => {
                 driver.files.borrow_mut().remove(&file);
             }
-            Request::Read { file, offset, len, reply } => {
-                with_file(driver, tasks, file, "read", Some(offset), reply, move |f| async move {
-                    read(&f, offset, len).await
-                });
+            Request::Read {
+                file,
+                offset,
+                len,
+                reply,
+            } => {
+                with_file(
+                    driver,
+                    tasks,
+                    file,
+                    "read",
+                    Some(offset),
+                    reply,
+                    move |f| async move { read(&f, offset, len).await },
+                );
             }
-            Request::Write { file, offset, data, reply } => {
-                with_file(driver, tasks, file, "write", Some(offset), reply, move |f| async move {
-                    write(&f, offset, data).await
-                });
+            Request::Write {
+                file,
+                offset,
+                data,
+                reply,
+            } => {
+                with_file(
+                    driver,
+                    tasks,
+                    file,
+                    "write",
+                    Some(offset),
+                    reply,
+                    move |f| async move { write(&f, offset, data).await },
+                );
             }
-            Request::WriteBatch { file, writes, reply } => {
-                with_file(driver, tasks, file, "write", None, reply, move |f| async move {
-                    write_batch(&f, writes).await
-                });
+            Request::WriteBatch {
+                file,
+                writes,
+                reply,
+            } => {
+                with_file(
+                    driver,
+                    tasks,
+                    file,
+                    "write",
+                    None,
+                    reply,
+                    move |f| async move { write_batch(&f, writes).await },
+                );
             }
-            Request::WriteAndSync { file, offset, data, reply } => {
-                with_file(driver, tasks, file, "write", Some(offset), reply, move |f| async move {
-                    write(&f, offset, data).await?;
-                    f.ring.sync_data().await.map_err(|e| Failure::new("sync_data", None, e))
-                });
+            Request::WriteAndSync {
+                file,
+                offset,
+                data,
+                reply,
+            } => {
+                with_file(
+                    driver,
+                    tasks,
+                    file,
+                    "write",
+                    Some(offset),
+                    reply,
+                    move |f| async move {
+                        write(&f, offset, data).await?;
+                        f.ring
+                            .sync_data()
+                            .await
+                            .map_err(|e| Failure::new("sync_data", None, e))
+                    },
+                );
             }
-            Request::Sync { file, data_only, reply } => {
+            Request::Sync {
+                file,
+                data_only,
+                reply,
+            } => {
                 let op = if data_only { "sync_data" } else { "sync_all" };
                 with_file(driver, tasks, file, op, None, reply, move |f| async move {
-                    let res = if data_only { f.ring.sync_data().await } else { f.ring.sync_all().await };
+                    let res = if data_only {
+                        f.ring.sync_data().await
+                    } else {
+                        f.ring.sync_all().await
+                    };
                     res.map_err(|e| Failure::new(op, None, e))
                 });
             }
             Request::Len { file, reply } => {
                 with_file(driver, tasks, file, "stat", None, reply, |f| async move {
-                    let stat = f.ring.statx().await.map_err(|e| Failure::new("stat", None, e))?;
+                    let stat = f
+                        .ring
+                        .statx()
+                        .await
+                        .map_err(|e| Failure::new("stat", None, e))?;
                     Ok(stat.stx_size)
                 });
             }
             Request::SetLen { file, len, reply } => {
-                with_file(driver, tasks, file, "set_len", Some(len), reply, move |f| async move {
-                    let std = f.std.clone();
-                    blocking("set_len", Some(len), move || std.set_len(len)).await
-                });
+                with_file(
+                    driver,
+                    tasks,
+                    file,
+                    "set_len",
+                    Some(len),
+                    reply,
+                    move |f| async move {
+                        let std = f.std.clone();
+                        blocking("set_len", Some(len), move || std.set_len(len)).await
+                    },
+                );
             }
             Request::CreateDirAll { path, reply } => {
                 tasks.spawn_local(async move {
-                    let _ = reply.send(blocking("create_dir_all", None, move || std::fs::create_dir_all(&path)).await);
+                    let _ = reply.send(
+                        blocking("create_dir_all", None, move || {
+                            std::fs::create_dir_all(&path)
+                        })
+                        .await,
+                    );
                 });
             }
             Request::ListDir { path, reply } => {
@@ -506,7 +711,9 @@ mod linux {
                 let path_ops = driver.path_ops;
                 tasks.spawn_local(async move {
                     let res = if path_ops {
-                        tokio_uring::fs::remove_file(&path).await.map_err(|e| Failure::new("remove_file", None, e))
+                        tokio_uring::fs::remove_file(&path)
+                            .await
+                            .map_err(|e| Failure::new("remove_file", None, e))
                     } else {
                         blocking("remove_file", None, move || std::fs::remove_file(&path)).await
                     };
@@ -517,7 +724,9 @@ mod linux {
                 let path_ops = driver.path_ops;
                 tasks.spawn_local(async move {
                     let res = if path_ops {
-                        tokio_uring::fs::rename(&from, &to).await.map_err(|e| Failure::new("rename", None, e))
+                        tokio_uring::fs::rename(&from, &to)
+                            .await
+                            .map_err(|e| Failure::new("rename", None, e))
                     } else {
                         blocking("rename", None, move || std::fs::rename(&from, &to)).await
                     };
@@ -526,7 +735,10 @@ mod linux {
             }
             Request::SyncDir { path, reply } => {
                 tasks.spawn_local(async move {
-                    let res = blocking("sync directory", None, move || std::fs::File::open(&path)?.sync_all()).await;
+                    let res = blocking("sync directory", None, move || {
+                        std::fs::File::open(&path)?.sync_all()
+                    })
+                    .await;
                     let _ = reply.send(res);
                 });
             }
@@ -571,7 +783,11 @@ mod linux {
     ) -> Answer<T> {
         match tokio::task::spawn_blocking(f).await {
             Ok(res) => res.map_err(|e| Failure::new(op, offset, e)),
-            Err(e) => Err(Failure::new(op, offset, io::Error::other(format!("the blocking task failed: {e}")))),
+            Err(e) => Err(Failure::new(
+                op,
+                offset,
+                io::Error::other(format!("the blocking task failed: {e}")),
+            )),
         }
     }
 
@@ -599,7 +815,10 @@ mod linux {
         let (file, dup) = std?;
         let id = driver.next_id.get();
         driver.next_id.set(id + 1);
-        let open = OpenFile { ring: tokio_uring::fs::File::from_std(file), std: Arc::new(dup) };
+        let open = OpenFile {
+            ring: tokio_uring::fs::File::from_std(file),
+            std: Arc::new(dup),
+        };
         driver.files.borrow_mut().insert(id, Rc::new(open));
         Ok(id)
     }
@@ -614,7 +833,9 @@ mod linux {
         // Every pass reads at least one byte or ends the loop, so it runs at most `len` times.
         while buf.len() < len {
             let done = buf.len();
-            let pos = offset.checked_add(done as u64).ok_or_else(|| Failure::new("read", Some(offset), overflow()))?;
+            let pos = offset
+                .checked_add(done as u64)
+                .ok_or_else(|| Failure::new("read", Some(offset), overflow()))?;
             let (res, slice) = f.ring.read_at(buf.slice(done..len), pos).await;
             buf = slice.into_inner();
             match res {
@@ -654,7 +875,10 @@ mod linux {
                 let (res, buf) = op.await;
                 let res = match res {
                     Ok(n) if n == buf.len() => Ok(()),
-                    Ok(0) => Err(io::Error::new(io::ErrorKind::WriteZero, "the write wrote no bytes")),
+                    Ok(0) => Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the write wrote no bytes",
+                    )),
                     Ok(n) => match offset.checked_add(n as u64) {
                         Some(pos) => f.ring.write_all_at(buf.slice(n..), pos).await.0,
                         None => Err(overflow()),
@@ -679,7 +903,13 @@ mod linux {
     }
 
     async fn exists(path: &Path) -> Answer<bool> {
-        let stat = async { tokio_uring::fs::StatxBuilder::new().pathname(path)?.flags(0).statx().await };
+        let stat = async {
+            tokio_uring::fs::StatxBuilder::new()
+                .pathname(path)?
+                .flags(0)
+                .statx()
+                .await
+        };
         match stat.await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),

@@ -60,6 +60,7 @@ pub trait Vfs: Send + Sync + Debug + 'static {
 }
 
 /// An open file. Positioned I/O only: there is no cursor, so one handle serves many callers.
+#[allow(clippy::len_without_is_empty)]
 #[async_trait]
 pub trait File: Send + Sync + Debug + 'static {
     /// The path the file was opened with.
@@ -76,7 +77,7 @@ pub trait File: Send + Sync + Debug + 'static {
         Ok(())
     }
     /// Writes `data` at `offset` and then makes the file's data durable, as one request (one
-    /// round trip to the I/O thread, one linked submission on io_uring). If the write fails
+    /// round trip to the I/O thread or the io_uring driver). If the write fails
     /// the sync is not attempted.
     async fn write_and_sync(&self, offset: u64, data: Bytes) -> Result<()> {
         self.write_at(offset, data).await?;

@@ -1,0 +1,329 @@
+//! The decoders against hostile bytes, in ordinary `cargo test`:
+//!
+//! * every saved fuzz input in `fuzz/corpus/<target>/` is replayed through the same checks
+//!   as the cargo-fuzz target of that name (`fuzz/fuzz_targets/<target>.rs`): no panic, and
+//!   an accepted input is the canonical encoding of what it decodes to;
+//! * proptests feed random bytes to all three decoders, and mutate valid encodings (bit
+//!   flips, byte overwrites, truncation): the mutated bytes either fail to decode or decode
+//!   to exactly the original value (a change that only touched padding), never to another
+//!   valid value (G3 in `/work/shared/TESTING.md`).
+//!
+//! Input layouts, shared with the fuzz targets: `wal_record` and `page` inputs start with a
+//! u64 LE (segment sequence number, expected page id) followed by the decoder's buffer;
+//! `segment_header` inputs are the decoder's buffer.
+//!
+//! The seed inputs are written by the ignored test `write_seed_corpus`:
+//! `cargo test -p persistx-io --test fuzz_corpus -- --ignored write_seed_corpus`.
+
+use std::path::{Path, PathBuf};
+
+use persistx_io::format::FormatError;
+use persistx_io::format::page::{PAGE_HEADER_LEN, PageHeader, decode_page, encode_page};
+use persistx_io::format::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
+use persistx_io::format::wal::{RECORD_HEADER_LEN, decode_record, encode_record, frame_len};
+use proptest::prelude::*;
+
+/// Splits a fuzz input into its leading u64 LE parameter and the decoder's buffer.
+fn split_param(data: &[u8]) -> (u64, &[u8]) {
+    match data.split_first_chunk::<8>() {
+        Some((param, rest)) => (u64::from_le_bytes(*param), rest),
+        None => (0, data),
+    }
+}
+
+/// The `wal_record` fuzz target's checks.
+fn check_wal_record(data: &[u8]) {
+    let (seq, buf) = split_param(data);
+    let Ok((header, payload)) = decode_record(buf, seq) else {
+        return;
+    };
+    assert_eq!(header.len as usize, payload.len());
+    assert_eq!(header.frame_len() as usize, frame_len(payload.len()));
+    let end = RECORD_HEADER_LEN + payload.len();
+    let mut again = Vec::new();
+    encode_record(&mut again, seq, header.lsn, header.durable_lsn, payload);
+    assert_eq!(again.len(), frame_len(payload.len()));
+    assert_eq!(&again[..end], &buf[..end], "an accepted record is not canonical");
+    assert_eq!(decode_record(&again, seq), Ok((header, payload)));
+}
+
+/// The `segment_header` fuzz target's checks.
+fn check_segment_header(data: &[u8]) {
+    let Ok(header) = SegmentHeader::decode(data) else {
+        return;
+    };
+    let again = header.encode();
+    assert_eq!(&again[..], &data[..SEGMENT_HEADER_LEN], "an accepted header is not canonical");
+    assert_eq!(SegmentHeader::decode(&again), Ok(header));
+}
+
+/// The `page` fuzz target's checks.
+fn check_page(data: &[u8]) {
+    let (page_id, buf) = split_param(data);
+    let Ok((header, payload)) = decode_page(buf, page_id) else {
+        return;
+    };
+    assert_eq!(header.page_id, page_id);
+    assert_eq!(header.payload_len as usize, payload.len());
+    let end = PAGE_HEADER_LEN + payload.len();
+    let again = encode_page(&header, payload, buf.len());
+    assert_eq!(&again[..end], &buf[..end], "an accepted page is not canonical");
+    assert_eq!(decode_page(&again, page_id), Ok((header, payload)));
+}
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
+}
+
+/// Runs `check` on every file of `fuzz/corpus/<target>/`; returns how many there were.
+fn replay(target: &str, check: fn(&[u8])) -> usize {
+    let dir = corpus_dir(target);
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.expect("corpus directory entry").path())
+        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    files.sort();
+    for path in &files {
+        let data = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let result = std::panic::catch_unwind(|| check(&data));
+        assert!(result.is_ok(), "corpus input {} panicked", path.display());
+    }
+    files.len()
+}
+
+#[test]
+fn replay_wal_record_corpus() {
+    assert!(replay("wal_record", check_wal_record) > 0, "the wal_record corpus is empty");
+}
+
+#[test]
+fn replay_segment_header_corpus() {
+    assert!(replay("segment_header", check_segment_header) > 0, "the segment_header corpus is empty");
+}
+
+#[test]
+fn replay_page_corpus() {
+    assert!(replay("page", check_page) > 0, "the page corpus is empty");
+}
+
+/// Writes the seed inputs (valid encodings and a few near misses) into `fuzz/corpus/`.
+/// Files that already exist are overwritten; other files are left alone.
+#[test]
+#[ignore = "writes fuzz/corpus; run by hand to regenerate the seeds"]
+fn write_seed_corpus() {
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = corpus_dir(target);
+        std::fs::create_dir_all(&dir).expect("create corpus directory");
+        std::fs::write(dir.join(name), bytes).expect("write seed");
+    };
+    let with_param = |param: u64, bytes: &[u8]| {
+        let mut v = param.to_le_bytes().to_vec();
+        v.extend_from_slice(bytes);
+        v
+    };
+
+    // WAL records.
+    let record = |seq: u64, lsn: u64, durable: u64, payload: &[u8]| {
+        let mut buf = Vec::new();
+        encode_record(&mut buf, seq, lsn, durable, payload);
+        buf
+    };
+    write("wal_record", "seed-empty-payload", &with_param(1, &record(1, 1, 0, b"")));
+    write("wal_record", "seed-padded-payload", &with_param(3, &record(3, 10, 9, b"hello")));
+    write("wal_record", "seed-aligned-payload", &with_param(7, &record(7, 42, 40, b"12345678")));
+    let long: Vec<u8> = (0..200u8).collect();
+    write("wal_record", "seed-long-payload", &with_param(u64::MAX, &record(u64::MAX, 1000, 1, &long)));
+    let mut two = record(2, 5, 4, b"first");
+    two.extend_from_slice(&record(2, 6, 4, b"second record"));
+    write("wal_record", "seed-two-records", &with_param(2, &two));
+    let mut tail = record(4, 8, 7, b"then zeroes");
+    tail.extend_from_slice(&[0u8; 64]);
+    write("wal_record", "seed-zeroed-tail", &with_param(4, &tail));
+    write("wal_record", "seed-truncated", &with_param(1, &record(1, 3, 2, &[9u8; 40])[..50]));
+    write("wal_record", "seed-zeroed", &with_param(1, &[0u8; 48]));
+
+    // Segment headers.
+    let seg = |seq, first_lsn, segment_size| SegmentHeader { seq, first_lsn, segment_size }.encode();
+    write("segment_header", "seed-first", &seg(0, 1, 64 << 20));
+    write("segment_header", "seed-later", &seg(7, 1234, 1 << 20));
+    write("segment_header", "seed-minimal-size", &seg(u64::MAX, u64::MAX, SEGMENT_HEADER_LEN as u64));
+    let mut with_records = seg(1, 1, 4096).to_vec();
+    with_records.extend_from_slice(&record(1, 1, 0, b"first record"));
+    write("segment_header", "seed-with-record", &with_records);
+    write("segment_header", "seed-zeroed", &[0u8; SEGMENT_HEADER_LEN]);
+
+    // Pages.
+    let page = |kind, flags, page_id, lsn, payload: &[u8], size| {
+        let h = PageHeader { kind, flags, page_id, lsn, payload_len: 0 };
+        with_param(page_id, &encode_page(&h, payload, size))
+    };
+    write("page", "seed-small", &page(3, 0, 42, 99, b"node bytes", 64));
+    write("page", "seed-empty-payload", &page(1, 0, 0, 1, b"", PAGE_HEADER_LEN));
+    write("page", "seed-compressed", &page(2, 1, 7, 5, &[0xAB; 100], 512));
+    write("page", "seed-encrypted", &page(4, 2, 9, 6, &[0x5C; 200], 512));
+    write("page", "seed-both-flags", &page(5, 3, u64::MAX, u64::MAX, &[1, 2, 3], 256));
+    let full: Vec<u8> = (0..=255u8).cycle().take(4096 - PAGE_HEADER_LEN).collect();
+    write("page", "seed-full-4k", &page(6, 0, 1 << 40, 77, &full, 4096));
+    write("page", "seed-zeroed", &with_param(3, &[0u8; 512]));
+}
+
+// ---- proptests -----------------------------------------------------------------------------
+
+/// One change to a valid encoding.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// Flip these bits (indexes are reduced modulo the length).
+    FlipBits(Vec<usize>),
+    /// Overwrite the byte at this index (reduced modulo the length) with this value.
+    SetByte(usize, u8),
+    /// Keep only this many bytes (reduced modulo the length + 1).
+    Truncate(usize),
+    /// Zero a 512-byte-aligned sector (a torn or unwritten sector).
+    ZeroSector(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        proptest::collection::vec(any::<usize>(), 1..=3).prop_map(Mutation::FlipBits),
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::SetByte(i, b)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        any::<usize>().prop_map(Mutation::ZeroSector),
+    ]
+}
+
+/// Applies `m` to `bytes`; returns false if it left the bytes unchanged.
+fn apply(bytes: &mut Vec<u8>, m: &Mutation) -> bool {
+    let before = bytes.clone();
+    let len = bytes.len();
+    match m {
+        Mutation::FlipBits(bits) => {
+            let mut seen = Vec::new();
+            for bit in bits {
+                let bit = bit % (len * 8);
+                // Two flips of one bit cancel out; flip each distinct bit once.
+                if !seen.contains(&bit) {
+                    seen.push(bit);
+                    bytes[bit / 8] ^= 1 << (bit % 8);
+                }
+            }
+        }
+        Mutation::SetByte(i, b) => bytes[i % len] = *b,
+        Mutation::Truncate(n) => bytes.truncate(n % (len + 1)),
+        Mutation::ZeroSector(s) => {
+            let start = (s % len.div_ceil(512)) * 512;
+            let end = (start + 512).min(len);
+            bytes[start..end].fill(0);
+        }
+    }
+    *bytes != before
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        check_wal_record(&bytes);
+        check_segment_header(&bytes);
+        check_page(&bytes);
+    }
+
+    #[test]
+    fn random_bytes_after_valid_prefixes_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        seq in any::<u64>(),
+        cut in 0usize..64,
+    ) {
+        // Valid magic and header prefixes get the fuzzing deeper than pure noise does.
+        let mut seg = SegmentHeader { seq, first_lsn: 1, segment_size: 1 << 20 }.encode()[..cut].to_vec();
+        seg.extend_from_slice(&bytes);
+        check_segment_header(&seg);
+        let h = PageHeader { kind: 1, flags: 0, page_id: seq, lsn: 1, payload_len: 0 };
+        let mut page = seq.to_le_bytes().to_vec();
+        page.extend_from_slice(&encode_page(&h, &[], PAGE_HEADER_LEN)[..cut.min(PAGE_HEADER_LEN)]);
+        page.extend_from_slice(&bytes);
+        check_page(&page);
+        let mut rec = seq.to_le_bytes().to_vec();
+        let mut valid = Vec::new();
+        encode_record(&mut valid, seq, 1, 0, &bytes);
+        rec.extend_from_slice(&valid[..cut.min(RECORD_HEADER_LEN)]);
+        rec.extend_from_slice(&bytes);
+        check_wal_record(&rec);
+    }
+
+    #[test]
+    fn mutated_wal_record_is_detected_or_unchanged(
+        payload in proptest::collection::vec(any::<u8>(), 0..200),
+        seq in any::<u64>(),
+        lsn in 1u64..u64::MAX,
+        durable_back in 1u64..1000,
+        m in mutation(),
+    ) {
+        let durable = lsn.saturating_sub(durable_back);
+        let mut good = Vec::new();
+        encode_record(&mut good, seq, lsn, durable, &payload);
+        let original = decode_record(&good, seq).map(|(h, p)| (h, p.to_vec()));
+        prop_assert!(original.is_ok());
+        let mut bad = good.clone();
+        prop_assume!(apply(&mut bad, &m));
+        check_wal_record(&[&seq.to_le_bytes()[..], &bad].concat());
+        if let Ok((h, p)) = decode_record(&bad, seq) {
+            prop_assert_eq!(Ok((h, p.to_vec())), original.clone(), "mutation {:?} decoded to another record", m);
+        }
+        // The same record read in another segment's life never validates.
+        prop_assert!(decode_record(&good, seq.wrapping_add(1)).is_err());
+    }
+
+    #[test]
+    fn mutated_segment_header_is_detected(
+        seq in any::<u64>(),
+        first_lsn in 1u64..u64::MAX,
+        segment_size in (SEGMENT_HEADER_LEN as u64)..u64::MAX,
+        m in mutation(),
+    ) {
+        let original = SegmentHeader { seq, first_lsn, segment_size };
+        let good = original.encode().to_vec();
+        prop_assert_eq!(SegmentHeader::decode(&good), Ok(original));
+        let mut bad = good.clone();
+        prop_assume!(apply(&mut bad, &m));
+        check_segment_header(&bad);
+        // The header has no padding: every change is detected.
+        let decoded = SegmentHeader::decode(&bad);
+        prop_assert!(decoded.is_err(), "mutation {:?} went unnoticed: {:?}", m, decoded);
+    }
+
+    #[test]
+    fn mutated_page_is_detected_or_unchanged(
+        payload in proptest::collection::vec(any::<u8>(), 0..300),
+        kind in 1u8..=255,
+        flags in 0u8..=3,
+        page_id in any::<u64>(),
+        lsn in any::<u64>(),
+        page_size in prop_oneof![Just(512usize), Just(1024), Just(4096)],
+        m in mutation(),
+    ) {
+        let h = PageHeader { kind, flags, page_id, lsn, payload_len: 0 };
+        let good = encode_page(&h, &payload, page_size);
+        let original = decode_page(&good, page_id).map(|(h, p)| (h, p.to_vec()));
+        prop_assert!(original.is_ok());
+        let mut bad = good.clone();
+        prop_assume!(apply(&mut bad, &m));
+        check_page(&[&page_id.to_le_bytes()[..], &bad].concat());
+        match decode_page(&bad, page_id) {
+            Ok((h, p)) => {
+                // Only a change confined to the padding after the payload may go unnoticed.
+                let end = PAGE_HEADER_LEN + payload.len();
+                prop_assert_eq!(&bad[..end.min(bad.len())], &good[..end]);
+                prop_assert_eq!(Ok((h, p.to_vec())), original.clone(), "mutation {:?} decoded to another page", m);
+            }
+            Err(FormatError::Mismatch { .. }) => {
+                prop_assert!(false, "mutation {:?} decoded to a valid page for another location", m);
+            }
+            Err(_) => {}
+        }
+        // A misdirected read (another location) never validates.
+        let misdirected = decode_page(&good, page_id.wrapping_add(1));
+        prop_assert!(matches!(misdirected, Err(FormatError::Mismatch { .. })), "misdirected read: {:?}", misdirected);
+    }
+}
