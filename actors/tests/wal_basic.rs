@@ -107,3 +107,51 @@ async fn levels_and_limits() {
     let bad = WalOptions { segment_size: 100, ..WalOptions::default() };
     assert!(matches!(Wal::open(vfs, "/db/wal2", bad).await, Err(Error::InvalidArgument(_))));
 }
+
+/// Every public future of the log is `Send` and the handle is `Clone + Send + Sync`, so it can
+/// cross `tokio::spawn` (checked at compile time).
+#[test]
+fn handles_and_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn handle<T: Clone + Send + Sync + 'static>() {}
+    handle::<Wal>();
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let _guard = rt.enter();
+    let vfs = open_backend(Backend::Memory).expect("memory");
+    let open = Wal::open(vfs, "/db/wal", WalOptions::default());
+    send(&open);
+    drop(open);
+    let wal = rt.block_on(async {
+        Wal::open(open_backend(Backend::Memory).expect("memory"), "/db/wal", WalOptions::default())
+            .await
+            .expect("open")
+            .0
+    });
+    let f = wal.append(Bytes::new());
+    send(&f);
+    drop(f);
+    send(&wal.append_with(Bytes::new(), Durability::None));
+    send(&wal.sync());
+    send(&wal.release_below(1));
+    send(&wal.stats());
+    send(&wal.close());
+}
+
+/// Records acknowledged at `Eventual` become durable on the log's own interval, without any
+/// caller asking for a sync.
+#[tokio::test]
+async fn eventual_records_are_synced_on_the_interval() {
+    let vfs = open_backend(Backend::Memory).expect("memory");
+    let opts = WalOptions { sync_interval: std::time::Duration::from_millis(5), ..WalOptions::default() };
+    let (wal, _, _) = Wal::open(vfs, "/db/wal", opts).await.expect("open");
+    let lsn = wal.append_with(Bytes::from_static(b"e"), Durability::Eventual).await.expect("append");
+    // Await the condition with a bound; the bound is a hang guard, not a timing assertion.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while wal.durable_lsn() < lsn {
+        assert!(tokio::time::Instant::now() < deadline, "the interval sync never came");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let stats = wal.stats().await.expect("stats");
+    assert!(stats.syncs >= 1, "{stats:?}");
+    wal.close().await.expect("close");
+}

@@ -169,8 +169,7 @@ pub async fn run_workload(disk: &SimDisk, w: &Workload) -> Outcome {
         t.await.expect("writer task panicked");
     }
     let _ = wal.close().await;
-    let o = out.lock().expect("outcome lock").clone();
-    o
+    out.lock().expect("outcome lock").clone()
 }
 
 /// Checks a recovered log against what the run acknowledged. `must_have` is the LSN up to
