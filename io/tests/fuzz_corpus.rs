@@ -31,11 +31,11 @@ fn split_param(data: &[u8]) -> (u64, &[u8]) {
     }
 }
 
-/// The `wal_record` fuzz target's checks.
-fn check_wal_record(data: &[u8]) {
+/// The `wal_record` fuzz target's checks; returns whether the decoder accepted the input.
+fn check_wal_record(data: &[u8]) -> bool {
     let (seq, buf) = split_param(data);
     let Ok((header, payload)) = decode_record(buf, seq) else {
-        return;
+        return false;
     };
     assert_eq!(header.len as usize, payload.len());
     assert_eq!(header.frame_len() as usize, frame_len(payload.len()));
@@ -43,68 +43,156 @@ fn check_wal_record(data: &[u8]) {
     let mut again = Vec::new();
     encode_record(&mut again, seq, header.lsn, header.durable_lsn, payload);
     assert_eq!(again.len(), frame_len(payload.len()));
-    assert_eq!(&again[..end], &buf[..end], "an accepted record is not canonical");
+    assert_eq!(
+        &again[..end],
+        &buf[..end],
+        "an accepted record is not canonical"
+    );
     assert_eq!(decode_record(&again, seq), Ok((header, payload)));
+    true
 }
 
-/// The `segment_header` fuzz target's checks.
-fn check_segment_header(data: &[u8]) {
+/// The `segment_header` fuzz target's checks; returns whether the decoder accepted the input.
+fn check_segment_header(data: &[u8]) -> bool {
     let Ok(header) = SegmentHeader::decode(data) else {
-        return;
+        return false;
     };
     let again = header.encode();
-    assert_eq!(&again[..], &data[..SEGMENT_HEADER_LEN], "an accepted header is not canonical");
+    assert_eq!(
+        &again[..],
+        &data[..SEGMENT_HEADER_LEN],
+        "an accepted header is not canonical"
+    );
     assert_eq!(SegmentHeader::decode(&again), Ok(header));
+    true
 }
 
-/// The `page` fuzz target's checks.
-fn check_page(data: &[u8]) {
+/// The `page` fuzz target's checks; returns whether the decoder accepted the input.
+fn check_page(data: &[u8]) -> bool {
     let (page_id, buf) = split_param(data);
     let Ok((header, payload)) = decode_page(buf, page_id) else {
-        return;
+        return false;
     };
     assert_eq!(header.page_id, page_id);
     assert_eq!(header.payload_len as usize, payload.len());
     let end = PAGE_HEADER_LEN + payload.len();
     let again = encode_page(&header, payload, buf.len());
-    assert_eq!(&again[..end], &buf[..end], "an accepted page is not canonical");
+    assert_eq!(
+        &again[..end],
+        &buf[..end],
+        "an accepted page is not canonical"
+    );
     assert_eq!(decode_page(&again, page_id), Ok((header, payload)));
+    true
 }
 
 fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
 }
 
 /// Runs `check` on every file of `fuzz/corpus/<target>/`; returns how many there were.
-fn replay(target: &str, check: fn(&[u8])) -> usize {
+/// Inputs named `near-*` are near misses written by `write_seed_corpus` (a valid checksum
+/// over one bad field): `check` must also report them rejected.
+fn replay(target: &str, check: fn(&[u8]) -> bool) -> usize {
     let dir = corpus_dir(target);
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
     let mut files: Vec<PathBuf> = entries
         .map(|e| e.expect("corpus directory entry").path())
-        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            p.is_file()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     files.sort();
     for path in &files {
-        let data = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let data =
+            std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let result = std::panic::catch_unwind(|| check(&data));
-        assert!(result.is_ok(), "corpus input {} panicked", path.display());
+        let accepted =
+            result.unwrap_or_else(|_| panic!("corpus input {} panicked", path.display()));
+        let near_miss = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("near-"));
+        assert!(
+            !(near_miss && accepted),
+            "near miss {} was accepted",
+            path.display()
+        );
     }
     files.len()
 }
 
 #[test]
 fn replay_wal_record_corpus() {
-    assert!(replay("wal_record", check_wal_record) > 0, "the wal_record corpus is empty");
+    assert!(
+        replay("wal_record", check_wal_record) > 0,
+        "the wal_record corpus is empty"
+    );
 }
 
 #[test]
 fn replay_segment_header_corpus() {
-    assert!(replay("segment_header", check_segment_header) > 0, "the segment_header corpus is empty");
+    assert!(
+        replay("segment_header", check_segment_header) > 0,
+        "the segment_header corpus is empty"
+    );
 }
 
 #[test]
 fn replay_page_corpus() {
     assert!(replay("page", check_page) > 0, "the page corpus is empty");
+}
+
+/// The decoder's error for each near miss of `target` (see `write_seed_corpus`).
+fn near_miss_errors(target: &str) -> Vec<(String, FormatError)> {
+    let dir = corpus_dir(target);
+    let mut out = Vec::new();
+    for entry in
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+    {
+        let path = entry.expect("corpus directory entry").path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !name.starts_with("near-") {
+            continue;
+        }
+        let data =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let (param, buf) = split_param(&data);
+        let result = match target {
+            "wal_record" => decode_record(buf, param).map(drop),
+            "page" => decode_page(buf, param).map(drop),
+            _ => SegmentHeader::decode(&data).map(drop),
+        };
+        match result {
+            Ok(()) => panic!("near miss {name} was accepted"),
+            Err(e) => out.push((name, e)),
+        }
+    }
+    out
+}
+
+/// Each near miss carries a valid checksum, so it is rejected by the check it targets, not
+/// by the checksum: the seeds really do start the fuzzer past the checksum.
+#[test]
+fn near_misses_fail_past_the_checksum() {
+    for target in ["wal_record", "segment_header", "page"] {
+        let errors = near_miss_errors(target);
+        assert!(!errors.is_empty(), "no near misses in the {target} corpus");
+        for (name, e) in errors {
+            assert!(
+                !matches!(e, FormatError::ChecksumMismatch { .. }),
+                "{target}/{name}: {e}"
+            );
+        }
+    }
 }
 
 /// Writes the seed inputs (valid encodings and a few near misses) into `fuzz/corpus/`.
@@ -129,25 +217,56 @@ fn write_seed_corpus() {
         encode_record(&mut buf, seq, lsn, durable, payload);
         buf
     };
-    write("wal_record", "seed-empty-payload", &with_param(1, &record(1, 1, 0, b"")));
-    write("wal_record", "seed-padded-payload", &with_param(3, &record(3, 10, 9, b"hello")));
-    write("wal_record", "seed-aligned-payload", &with_param(7, &record(7, 42, 40, b"12345678")));
+    write(
+        "wal_record",
+        "seed-empty-payload",
+        &with_param(1, &record(1, 1, 0, b"")),
+    );
+    write(
+        "wal_record",
+        "seed-padded-payload",
+        &with_param(3, &record(3, 10, 9, b"hello")),
+    );
+    write(
+        "wal_record",
+        "seed-aligned-payload",
+        &with_param(7, &record(7, 42, 40, b"12345678")),
+    );
     let long: Vec<u8> = (0..200u8).collect();
-    write("wal_record", "seed-long-payload", &with_param(u64::MAX, &record(u64::MAX, 1000, 1, &long)));
+    write(
+        "wal_record",
+        "seed-long-payload",
+        &with_param(u64::MAX, &record(u64::MAX, 1000, 1, &long)),
+    );
     let mut two = record(2, 5, 4, b"first");
     two.extend_from_slice(&record(2, 6, 4, b"second record"));
     write("wal_record", "seed-two-records", &with_param(2, &two));
     let mut tail = record(4, 8, 7, b"then zeroes");
     tail.extend_from_slice(&[0u8; 64]);
     write("wal_record", "seed-zeroed-tail", &with_param(4, &tail));
-    write("wal_record", "seed-truncated", &with_param(1, &record(1, 3, 2, &[9u8; 40])[..50]));
+    write(
+        "wal_record",
+        "seed-truncated",
+        &with_param(1, &record(1, 3, 2, &[9u8; 40])[..50]),
+    );
     write("wal_record", "seed-zeroed", &with_param(1, &[0u8; 48]));
 
     // Segment headers.
-    let seg = |seq, first_lsn, segment_size| SegmentHeader { seq, first_lsn, segment_size }.encode();
+    let seg = |seq, first_lsn, segment_size| {
+        SegmentHeader {
+            seq,
+            first_lsn,
+            segment_size,
+        }
+        .encode()
+    };
     write("segment_header", "seed-first", &seg(0, 1, 64 << 20));
     write("segment_header", "seed-later", &seg(7, 1234, 1 << 20));
-    write("segment_header", "seed-minimal-size", &seg(u64::MAX, u64::MAX, SEGMENT_HEADER_LEN as u64));
+    write(
+        "segment_header",
+        "seed-minimal-size",
+        &seg(u64::MAX, u64::MAX, SEGMENT_HEADER_LEN as u64),
+    );
     let mut with_records = seg(1, 1, 4096).to_vec();
     with_records.extend_from_slice(&record(1, 1, 0, b"first record"));
     write("segment_header", "seed-with-record", &with_records);
@@ -155,17 +274,203 @@ fn write_seed_corpus() {
 
     // Pages.
     let page = |kind, flags, page_id, lsn, payload: &[u8], size| {
-        let h = PageHeader { kind, flags, page_id, lsn, payload_len: 0 };
+        let h = PageHeader {
+            kind,
+            flags,
+            page_id,
+            lsn,
+            payload_len: 0,
+        };
         with_param(page_id, &encode_page(&h, payload, size))
     };
     write("page", "seed-small", &page(3, 0, 42, 99, b"node bytes", 64));
-    write("page", "seed-empty-payload", &page(1, 0, 0, 1, b"", PAGE_HEADER_LEN));
-    write("page", "seed-compressed", &page(2, 1, 7, 5, &[0xAB; 100], 512));
-    write("page", "seed-encrypted", &page(4, 2, 9, 6, &[0x5C; 200], 512));
-    write("page", "seed-both-flags", &page(5, 3, u64::MAX, u64::MAX, &[1, 2, 3], 256));
+    write(
+        "page",
+        "seed-empty-payload",
+        &page(1, 0, 0, 1, b"", PAGE_HEADER_LEN),
+    );
+    write(
+        "page",
+        "seed-compressed",
+        &page(2, 1, 7, 5, &[0xAB; 100], 512),
+    );
+    write(
+        "page",
+        "seed-encrypted",
+        &page(4, 2, 9, 6, &[0x5C; 200], 512),
+    );
+    write(
+        "page",
+        "seed-both-flags",
+        &page(5, 3, u64::MAX, u64::MAX, &[1, 2, 3], 256),
+    );
     let full: Vec<u8> = (0..=255u8).cycle().take(4096 - PAGE_HEADER_LEN).collect();
-    write("page", "seed-full-4k", &page(6, 0, 1 << 40, 77, &full, 4096));
+    write(
+        "page",
+        "seed-full-4k",
+        &page(6, 0, 1 << 40, 77, &full, 4096),
+    );
     write("page", "seed-zeroed", &with_param(3, &[0u8; 512]));
+
+    // Near misses: a valid checksum over exactly one bad field, so the fuzzer starts past
+    // the checksum and every later check is reached.
+    let raw_record = |seq: u64,
+                      len: u32,
+                      lsn: u64,
+                      durable: u64,
+                      kind: u16,
+                      flags: u16,
+                      reserved: u32,
+                      payload: &[u8]| {
+        let mut h = Vec::with_capacity(RECORD_HEADER_LEN);
+        h.extend_from_slice(&[0; 4]);
+        h.extend_from_slice(&len.to_le_bytes());
+        h.extend_from_slice(&lsn.to_le_bytes());
+        h.extend_from_slice(&durable.to_le_bytes());
+        h.extend_from_slice(&kind.to_le_bytes());
+        h.extend_from_slice(&flags.to_le_bytes());
+        h.extend_from_slice(&reserved.to_le_bytes());
+        let crc = crc32c::crc32c_append(
+            crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), &h[4..]),
+            payload,
+        );
+        h[..4].copy_from_slice(&crc.to_le_bytes());
+        h.extend_from_slice(payload);
+        with_param(seq, &h)
+    };
+    write(
+        "wal_record",
+        "near-kind-2",
+        &raw_record(1, 3, 2, 1, 2, 0, 0, b"abc"),
+    );
+    write(
+        "wal_record",
+        "near-flags",
+        &raw_record(1, 3, 2, 1, 1, 1, 0, b"abc"),
+    );
+    write(
+        "wal_record",
+        "near-reserved",
+        &raw_record(1, 3, 2, 1, 1, 0, 1, b"abc"),
+    );
+    write(
+        "wal_record",
+        "near-lsn-0",
+        &raw_record(1, 3, 0, 0, 1, 0, 0, b"abc"),
+    );
+    write(
+        "wal_record",
+        "near-watermark-not-below",
+        &raw_record(1, 3, 5, 5, 1, 0, 0, b"abc"),
+    );
+    write(
+        "wal_record",
+        "near-len-over-max",
+        &raw_record(1, u32::MAX, 2, 1, 1, 0, 0, b""),
+    );
+    write(
+        "wal_record",
+        "near-len-past-end",
+        &raw_record(1, 64, 2, 1, 1, 0, 0, b"abc"),
+    );
+
+    let raw_segment =
+        |magic: [u8; 8], version: u32, header_len: u32, first_lsn: u64, size: u64, reserved: u8| {
+            let mut h = Vec::with_capacity(SEGMENT_HEADER_LEN);
+            h.extend_from_slice(&magic);
+            h.extend_from_slice(&version.to_le_bytes());
+            h.extend_from_slice(&header_len.to_le_bytes());
+            h.extend_from_slice(&9u64.to_le_bytes());
+            h.extend_from_slice(&first_lsn.to_le_bytes());
+            h.extend_from_slice(&size.to_le_bytes());
+            h.extend_from_slice(&[0; 20]);
+            h[45] = reserved;
+            let crc = crc32c::crc32c(&h);
+            h.extend_from_slice(&crc.to_le_bytes());
+            h
+        };
+    let magic = *b"PXWALSEG";
+    write(
+        "segment_header",
+        "near-bad-magic",
+        &raw_segment(*b"PXWALSEH", 1, 64, 1, 4096, 0),
+    );
+    write(
+        "segment_header",
+        "near-version-0",
+        &raw_segment(magic, 0, 64, 1, 4096, 0),
+    );
+    write(
+        "segment_header",
+        "near-version-2",
+        &raw_segment(magic, 2, 64, 1, 4096, 0),
+    );
+    write(
+        "segment_header",
+        "near-header-len",
+        &raw_segment(magic, 1, 65, 1, 4096, 0),
+    );
+    write(
+        "segment_header",
+        "near-reserved",
+        &raw_segment(magic, 1, 64, 1, 4096, 1),
+    );
+    write(
+        "segment_header",
+        "near-first-lsn-0",
+        &raw_segment(magic, 1, 64, 0, 4096, 0),
+    );
+    write(
+        "segment_header",
+        "near-size-below-header",
+        &raw_segment(magic, 1, 64, 1, 63, 0),
+    );
+
+    let raw_page =
+        |magic: u32, version: u16, kind: u8, flags: u8, page_id: u64, len: u32, payload: &[u8]| {
+            let mut h = Vec::with_capacity(PAGE_HEADER_LEN);
+            h.extend_from_slice(&magic.to_le_bytes());
+            h.extend_from_slice(&version.to_le_bytes());
+            h.extend_from_slice(&[kind, flags]);
+            h.extend_from_slice(&page_id.to_le_bytes());
+            h.extend_from_slice(&7u64.to_le_bytes());
+            h.extend_from_slice(&len.to_le_bytes());
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&h), payload);
+            h.extend_from_slice(&crc.to_le_bytes());
+            h.extend_from_slice(payload);
+            h.resize(128, 0);
+            with_param(page_id, &h)
+        };
+    let pxpg = u32::from_le_bytes(*b"PXPG");
+    write(
+        "page",
+        "near-bad-magic",
+        &raw_page(pxpg ^ 1, 1, 1, 0, 5, 3, b"abc"),
+    );
+    write(
+        "page",
+        "near-version-0",
+        &raw_page(pxpg, 0, 1, 0, 5, 3, b"abc"),
+    );
+    write(
+        "page",
+        "near-version-2",
+        &raw_page(pxpg, 2, 1, 0, 5, 3, b"abc"),
+    );
+    write(
+        "page",
+        "near-kind-0",
+        &raw_page(pxpg, 1, 0, 0, 5, 3, b"abc"),
+    );
+    write("page", "near-flags", &raw_page(pxpg, 1, 1, 4, 5, 3, b"abc"));
+    write(
+        "page",
+        "near-len-past-end",
+        &raw_page(pxpg, 1, 1, 0, 5, 200, b"abc"),
+    );
+    let mut misdirected = raw_page(pxpg, 1, 1, 0, 5, 3, b"abc");
+    misdirected[..8].copy_from_slice(&6u64.to_le_bytes());
+    write("page", "near-misdirected", &misdirected);
 }
 
 // ---- proptests -----------------------------------------------------------------------------

@@ -127,8 +127,11 @@ pub fn decode_record(buf: &[u8], segment_seq: u64) -> Result<(RecordHeader, &[u8
     if raw.kind.get() != KIND_DATA {
         return Err(FormatError::InvalidField { field: "record kind", value: raw.kind.get().into() });
     }
-    if raw.flags.get() != 0 || raw.reserved.get() != 0 {
+    if raw.flags.get() != 0 {
         return Err(FormatError::InvalidField { field: "record flags", value: raw.flags.get().into() });
+    }
+    if raw.reserved.get() != 0 {
+        return Err(FormatError::InvalidField { field: "record reserved bytes", value: raw.reserved.get().into() });
     }
     let lsn = raw.lsn.get();
     let durable_lsn = raw.durable_lsn.get();
