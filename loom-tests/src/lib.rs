@@ -16,6 +16,7 @@
 //! | module | source | model |
 //! | --- | --- | --- |
 //! | `gate` | `runtime/src/gate.rs` | `tests/gate.rs` |
+//! | `commit` | `actors/src/wal/commit.rs` | `tests/commit.rs` |
 
 /// The loom stand-in for `persistx_runtime`'s `crate::sync` shim.
 #[cfg(loom)]
@@ -26,3 +27,7 @@ pub(crate) mod sync {
 #[cfg(loom)]
 #[path = "../../runtime/src/gate.rs"]
 pub mod gate;
+
+#[cfg(loom)]
+#[path = "../../actors/src/wal/commit.rs"]
+pub mod commit;

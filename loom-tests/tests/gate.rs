@@ -12,9 +12,14 @@
 //! senders never push; and the closer's wake-up is never lost (a lost wake-up leaves every
 //! thread blocked, which loom reports as a deadlock).
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test -p persistx-loom-tests --release`. The models
-//! are small enough for an exhaustive search; if one grows, bound it with
-//! `LOOM_MAX_PREEMPTIONS=3`.
+//! Run with `RUSTFLAGS="--cfg loom" cargo test -p persistx-loom-tests --release`.
+//!
+//! **Preemption bound:** every model runs with at most 3 preemptions per execution unless
+//! `LOOM_MAX_PREEMPTIONS` says otherwise. With the bound the whole file takes about a
+//! second; unbounded, the `Condvar` models take many minutes each. Three preemptions are
+//! enough to interleave each sender's enter/push/leave with the close and the drain (the
+//! bugs these models exist for need one or two); set `LOOM_MAX_PREEMPTIONS` higher for a
+//! deeper, slower search.
 
 #![cfg(loom)]
 
@@ -22,6 +27,15 @@ use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use persistx_loom_tests::gate::Gate;
+
+/// Runs `f` under loom with the preemption bound described in the module docs.
+fn check(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
 
 /// A `tokio::sync::Notify` stand-in: one stored permit.
 #[derive(Default)]
@@ -47,7 +61,7 @@ impl Wake {
 
 /// What a sender does once admitted.
 #[derive(Clone, Copy)]
-enum Send {
+enum Then {
     /// Push its message.
     Push,
     /// Leave without pushing (a cancelled `tell`, a `try_tell` that found the mailbox full).
@@ -61,10 +75,10 @@ struct World {
 }
 
 /// One sender: returns whether it was admitted.
-fn sender(world: &World, id: usize, send: Send) -> bool {
+fn sender(world: &World, id: usize, send: Then) -> bool {
     match world.gate.enter() {
         Ok(()) => {
-            if let Send::Push = send {
+            if let Then::Push = send {
                 world.mailbox.lock().expect("no poisoning").push(id);
             }
             if world.gate.leave() {
@@ -82,8 +96,8 @@ fn sender(world: &World, id: usize, send: Send) -> bool {
 }
 
 /// Runs two senders against a closer; checks the gate's promises.
-fn model(sends: [Send; 2]) {
-    loom::model(move || {
+fn model(sends: [Then; 2]) {
+    check(move || {
         let world = Arc::new(World {
             gate: Gate::new(),
             wake: Wake::default(),
@@ -111,7 +125,7 @@ fn model(sends: [Send; 2]) {
             .map(|handle| handle.join().expect("sender did not panic"))
             .collect();
         for (id, (&was_admitted, &send)) in admitted.iter().zip(sends.iter()).enumerate() {
-            let pushed = matches!(send, Send::Push) && was_admitted;
+            let pushed = matches!(send, Then::Push) && was_admitted;
             assert_eq!(
                 drained.contains(&id),
                 pushed,
@@ -128,12 +142,12 @@ fn model(sends: [Send; 2]) {
 
 #[test]
 fn two_pushing_senders_and_a_closer() {
-    model([Send::Push, Send::Push]);
+    model([Then::Push, Then::Push]);
 }
 
 #[test]
 fn a_pushing_and_an_abandoning_sender_and_a_closer() {
-    model([Send::Push, Send::Abandon]);
+    model([Then::Push, Then::Abandon]);
 }
 
 /// The memory orderings on their own: the mailbox is a pair of relaxed flags, so only the
@@ -141,7 +155,7 @@ fn a_pushing_and_an_abandoning_sender_and_a_closer() {
 /// closer. A too-weak ordering in `gate.rs` fails this model.
 #[test]
 fn orderings_make_pushes_visible_to_the_closer() {
-    loom::model(|| {
+    check(|| {
         let gate = Arc::new(Gate::new());
         let slots = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
         let senders: Vec<_> = (0..2)
@@ -179,7 +193,7 @@ fn orderings_make_pushes_visible_to_the_closer() {
 /// Closing twice is harmless and `close` reports who was inside.
 #[test]
 fn close_is_idempotent_and_counts_the_inside() {
-    loom::model(|| {
+    check(|| {
         let gate = Arc::new(Gate::new());
         let inside_at_close = Arc::new(loom::sync::atomic::AtomicU64::new(u64::MAX));
         let closer = {
@@ -194,12 +208,17 @@ fn close_is_idempotent_and_counts_the_inside() {
         closer.join().expect("closer did not panic");
         let counted = inside_at_close.load(Ordering::Relaxed);
         assert!(counted <= 1);
-        if !admitted {
-            assert_eq!(counted, 0, "a rejected sender is never counted at close");
-        }
         if admitted {
-            assert_eq!(counted, 1, "an admitted sender that has not left is counted");
-            assert!(!gate.leave(), "the closer does not wait, nobody to wake... see below");
+            assert_eq!(
+                counted, 1,
+                "an admitted sender that has not left is counted"
+            );
+            assert!(
+                gate.leave(),
+                "the last sender leaving a closed gate is told to wake the closer"
+            );
+        } else {
+            assert_eq!(counted, 0, "a rejected sender is never counted at close");
         }
         assert!(gate.is_closed());
         assert_eq!(gate.inside(), 0);

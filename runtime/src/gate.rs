@@ -31,10 +31,11 @@
 //! 2. Every sender admitted before the close finishes its push before the closer stops
 //!    draining: the closer only stops once it has seen the count at zero, which is after
 //!    every admitted sender's `leave`.
-//! 3. The closer's wake-up is never lost: the count reaches zero after the close exactly
-//!    once per zero crossing, and the RMW that makes that crossing returns `true` to its
-//!    caller. (Zero crossings can repeat, because rejected senders briefly increment; each
-//!    one wakes the closer, which is harmless.)
+//! 3. The closer's wake-up is never lost: every read-modify-write that brings the count to
+//!    zero while the closed bit is set (a `leave`, or a rejected `enter` undoing its
+//!    increment) reports it to its caller, who wakes the closer. Rejected senders can make
+//!    the count cross zero more than once; each crossing wakes the closer, which is
+//!    harmless because the closer re-checks.
 //!
 //! # Memory orderings
 //!

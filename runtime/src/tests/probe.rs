@@ -127,13 +127,12 @@ pub(super) async fn bounded<F: Future>(future: F) -> F::Output {
         .expect("safety bound: the future should have completed long ago")
 }
 
-/// Yields to the scheduler until `condition` holds (bounded number of yields).
+/// Yields to the scheduler until `condition` holds (under the [`bounded`] safety bound).
 pub(super) async fn yield_until(mut condition: impl FnMut() -> bool) {
-    for _ in 0..10_000 {
-        if condition() {
-            return;
+    bounded(async {
+        while !condition() {
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
-    panic!("condition never became true");
+    })
+    .await;
 }
