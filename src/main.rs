@@ -17,7 +17,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use persistx::{Backend, Durability, Wal, WalOptions, open_backend};
 
 #[derive(Parser)]
-#[command(name = "persistx", version, about = "PersistX: an embedded, async-first storage engine")]
+#[command(
+    name = "persistx",
+    version,
+    about = "PersistX: an embedded, async-first storage engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,7 +47,10 @@ enum Command {
 }
 
 fn item(producer: u64, i: u64) -> Bytes {
-    Bytes::from(format!("producer={producer:04} item={i:010} payload={}", "p".repeat(40)))
+    Bytes::from(format!(
+        "producer={producer:04} item={i:010} payload={}",
+        "p".repeat(40)
+    ))
 }
 
 fn parse_backend(s: &str) -> Result<Backend, String> {
@@ -51,7 +58,9 @@ fn parse_backend(s: &str) -> Result<Backend, String> {
         "auto" => Ok(Backend::Auto),
         "io_uring" | "uring" => Ok(Backend::IoUring),
         "portable" => Ok(Backend::Portable),
-        other => Err(format!("unknown backend {other:?}: use auto, io_uring or portable")),
+        other => Err(format!(
+            "unknown backend {other:?}: use auto, io_uring or portable"
+        )),
     }
 }
 
@@ -61,12 +70,15 @@ async fn demo(items: u64, producers: u64, dir: PathBuf, backend: Backend) -> Res
     }
     let wal_dir = dir.join("wal");
     if wal_dir.exists() {
-        std::fs::remove_dir_all(&wal_dir).map_err(|e| format!("cannot clear {}: {e}", wal_dir.display()))?;
+        std::fs::remove_dir_all(&wal_dir)
+            .map_err(|e| format!("cannot clear {}: {e}", wal_dir.display()))?;
     }
     let vfs = open_backend(backend).map_err(|e| e.to_string())?;
     println!("PersistX demo: {items} items from {producers} producers at Durability::Immediate");
     println!("data: {} (backend: {})", wal_dir.display(), vfs.name());
-    let (wal, _, _) = Wal::open(vfs.clone(), &wal_dir, WalOptions::default()).await.map_err(|e| e.to_string())?;
+    let (wal, _, _) = Wal::open(vfs.clone(), &wal_dir, WalOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
 
     let bar = ProgressBar::new(items);
     bar.set_style(
@@ -95,7 +107,11 @@ async fn demo(items: u64, producers: u64, dir: PathBuf, backend: Backend) -> Res
     }
     let mut acked = Vec::with_capacity(items as usize);
     for t in tasks {
-        acked.extend(t.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?);
+        acked.extend(
+            t.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?,
+        );
     }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
@@ -109,7 +125,9 @@ async fn demo(items: u64, producers: u64, dir: PathBuf, backend: Backend) -> Res
     wal.close().await.map_err(|e| e.to_string())?;
 
     let started = Instant::now();
-    let (wal, report, records) = Wal::open(vfs, &wal_dir, WalOptions::default()).await.map_err(|e| e.to_string())?;
+    let (wal, report, records) = Wal::open(vfs, &wal_dir, WalOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
     wal.close().await.map_err(|e| e.to_string())?;
     let mut bad = 0u64;
     for (lsn, p, i) in &acked {
@@ -120,7 +138,10 @@ async fn demo(items: u64, producers: u64, dir: PathBuf, backend: Backend) -> Res
         }
     }
     if bad > 0 || records.len() as u64 != items {
-        return Err(format!("verification FAILED: {bad} items missing or wrong, {} records found", records.len()));
+        return Err(format!(
+            "verification FAILED: {bad} items missing or wrong, {} records found",
+            records.len()
+        ));
     }
     println!(
         "reopened and verified all {items} items in {:.2} s; data left in {}",
@@ -132,7 +153,10 @@ async fn demo(items: u64, producers: u64, dir: PathBuf, backend: Backend) -> Res
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the tokio runtime: {e}");
@@ -140,7 +164,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Demo { items, producers, dir, backend } => match parse_backend(&backend) {
+        Command::Demo {
+            items,
+            producers,
+            dir,
+            backend,
+        } => match parse_backend(&backend) {
             Ok(b) => rt.block_on(demo(items, producers, dir, b)),
             Err(e) => Err(e),
         },

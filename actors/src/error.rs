@@ -52,7 +52,9 @@ pub enum Error {
 impl From<persistx_io::Error> for Error {
     fn from(e: persistx_io::Error) -> Self {
         match e {
-            persistx_io::Error::Corruption { file, offset, what } => Error::Corruption { file, offset, what },
+            persistx_io::Error::Corruption { file, offset, what } => {
+                Error::Corruption { file, offset, what }
+            }
             other => Error::Io(other),
         }
     }

@@ -9,7 +9,10 @@ use persistx_actors::{Durability, Error, Wal, WalOptions};
 use persistx_io::{Backend, Vfs, open_backend};
 
 fn opts(segment_size: u64) -> WalOptions {
-    WalOptions { segment_size, ..WalOptions::default() }
+    WalOptions {
+        segment_size,
+        ..WalOptions::default()
+    }
 }
 
 fn payload(i: u64) -> Bytes {
@@ -17,7 +20,9 @@ fn payload(i: u64) -> Bytes {
 }
 
 async fn round_trip(vfs: Arc<dyn Vfs>, dir: &Path) {
-    let (wal, report, records) = Wal::open(vfs.clone(), dir, opts(4096)).await.expect("open new");
+    let (wal, report, records) = Wal::open(vfs.clone(), dir, opts(4096))
+        .await
+        .expect("open new");
     assert_eq!((report.last_lsn, records.len()), (0, 0));
     let mut handles = Vec::new();
     for t in 0..8u64 {
@@ -41,7 +46,9 @@ async fn round_trip(vfs: Arc<dyn Vfs>, dir: &Path) {
     wal.close().await.expect("close");
     assert!(matches!(wal.append(payload(0)).await, Err(Error::Closed)));
 
-    let (wal, report, records) = Wal::open(vfs.clone(), dir, opts(4096)).await.expect("reopen");
+    let (wal, report, records) = Wal::open(vfs.clone(), dir, opts(4096))
+        .await
+        .expect("reopen");
     assert_eq!(report.last_lsn, 400);
     assert_eq!(records.len(), 400);
     for (i, (lsn, _)) in records.iter().enumerate() {
@@ -60,18 +67,28 @@ async fn round_trip(vfs: Arc<dyn Vfs>, dir: &Path) {
         wal.append(payload(i)).await.expect("append");
     }
     let after = wal.stats().await.expect("stats");
-    assert!(after.spare_segments < before.spare_segments, "spares reused: {before:?} -> {after:?}");
+    assert!(
+        after.spare_segments < before.spare_segments,
+        "spares reused: {before:?} -> {after:?}"
+    );
     wal.close().await.expect("close");
     let (_wal, report, records) = Wal::open(vfs, dir, opts(4096)).await.expect("reopen");
     assert_eq!(report.last_lsn, 501);
-    assert!(report.first_lsn <= 300 && report.first_lsn > 1, "{report:?}");
+    assert!(
+        report.first_lsn <= 300 && report.first_lsn > 1,
+        "{report:?}"
+    );
     assert_eq!(records.last().map(|r| r.0), Some(501));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_portable() {
     let dir = tempfile::tempdir().expect("tempdir");
-    round_trip(open_backend(Backend::Portable).expect("portable"), &dir.path().join("wal")).await;
+    round_trip(
+        open_backend(Backend::Portable).expect("portable"),
+        &dir.path().join("wal"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,23 +106,47 @@ async fn round_trip_io_uring() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_memory() {
-    round_trip(open_backend(Backend::Memory).expect("memory"), Path::new("/db/wal")).await;
+    round_trip(
+        open_backend(Backend::Memory).expect("memory"),
+        Path::new("/db/wal"),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn levels_and_limits() {
     let vfs = open_backend(Backend::Memory).expect("memory");
-    let (wal, _, _) = Wal::open(vfs.clone(), "/db/wal", WalOptions::default()).await.expect("open");
-    let a = wal.append_with(Bytes::from_static(b"none"), Durability::None).await.expect("none");
-    let b = wal.append_with(Bytes::from_static(b"eventual"), Durability::Eventual).await.expect("eventual");
-    let c = wal.append(Bytes::from_static(b"immediate")).await.expect("immediate");
+    let (wal, _, _) = Wal::open(vfs.clone(), "/db/wal", WalOptions::default())
+        .await
+        .expect("open");
+    let a = wal
+        .append_with(Bytes::from_static(b"none"), Durability::None)
+        .await
+        .expect("none");
+    let b = wal
+        .append_with(Bytes::from_static(b"eventual"), Durability::Eventual)
+        .await
+        .expect("eventual");
+    let c = wal
+        .append(Bytes::from_static(b"immediate"))
+        .await
+        .expect("immediate");
     assert_eq!((a, b, c), (1, 2, 3));
     assert!(wal.durable_lsn() >= 3);
     let big = Bytes::from(vec![0u8; (64 << 20) + 1]);
-    assert!(matches!(wal.append(big).await, Err(Error::RecordTooLarge { .. })));
+    assert!(matches!(
+        wal.append(big).await,
+        Err(Error::RecordTooLarge { .. })
+    ));
     assert_eq!(wal.sync().await.expect("sync"), 3);
-    let bad = WalOptions { segment_size: 100, ..WalOptions::default() };
-    assert!(matches!(Wal::open(vfs, "/db/wal2", bad).await, Err(Error::InvalidArgument(_))));
+    let bad = WalOptions {
+        segment_size: 100,
+        ..WalOptions::default()
+    };
+    assert!(matches!(
+        Wal::open(vfs, "/db/wal2", bad).await,
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 /// Every public future of the log is `Send` and the handle is `Clone + Send + Sync`, so it can
@@ -115,17 +156,23 @@ fn handles_and_futures_are_send() {
     fn send<T: Send>(_: &T) {}
     fn handle<T: Clone + Send + Sync + 'static>() {}
     handle::<Wal>();
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let _guard = rt.enter();
     let vfs = open_backend(Backend::Memory).expect("memory");
     let open = Wal::open(vfs, "/db/wal", WalOptions::default());
     send(&open);
     drop(open);
     let wal = rt.block_on(async {
-        Wal::open(open_backend(Backend::Memory).expect("memory"), "/db/wal", WalOptions::default())
-            .await
-            .expect("open")
-            .0
+        Wal::open(
+            open_backend(Backend::Memory).expect("memory"),
+            "/db/wal",
+            WalOptions::default(),
+        )
+        .await
+        .expect("open")
+        .0
     });
     let f = wal.append(Bytes::new());
     send(&f);
@@ -142,13 +189,22 @@ fn handles_and_futures_are_send() {
 #[tokio::test]
 async fn eventual_records_are_synced_on_the_interval() {
     let vfs = open_backend(Backend::Memory).expect("memory");
-    let opts = WalOptions { sync_interval: std::time::Duration::from_millis(5), ..WalOptions::default() };
+    let opts = WalOptions {
+        sync_interval: std::time::Duration::from_millis(5),
+        ..WalOptions::default()
+    };
     let (wal, _, _) = Wal::open(vfs, "/db/wal", opts).await.expect("open");
-    let lsn = wal.append_with(Bytes::from_static(b"e"), Durability::Eventual).await.expect("append");
+    let lsn = wal
+        .append_with(Bytes::from_static(b"e"), Durability::Eventual)
+        .await
+        .expect("append");
     // Await the condition with a bound; the bound is a hang guard, not a timing assertion.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while wal.durable_lsn() < lsn {
-        assert!(tokio::time::Instant::now() < deadline, "the interval sync never came");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the interval sync never came"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     let stats = wal.stats().await.expect("stats");

@@ -13,15 +13,24 @@ use rand::{Rng, SeedableRng};
 const DIR: &str = "/db/wal";
 
 fn opts() -> WalOptions {
-    WalOptions { segment_size: 8192, ..WalOptions::default() }
+    WalOptions {
+        segment_size: 8192,
+        ..WalOptions::default()
+    }
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn payload(i: u64) -> Bytes {
-    Bytes::from(format!("record {i:04} {}", "z".repeat((i * 7 % 90) as usize)))
+    Bytes::from(format!(
+        "record {i:04} {}",
+        "z".repeat((i * 7 % 90) as usize)
+    ))
 }
 
 /// A disk holding a synced log of `n` records over several segments; returns the segment
@@ -46,7 +55,8 @@ fn written(n: u64) -> (SimDisk, Vec<PathBuf>, Vec<(PathBuf, u64)>) {
     for (k, p) in segs.iter().enumerate() {
         let bytes = disk.file_bytes(p).expect("segment");
         let mut off = 64usize;
-        while let Ok((h, _)) = persistx_io::format::wal::decode_record(&bytes[off..], k as u64 + 1) {
+        while let Ok((h, _)) = persistx_io::format::wal::decode_record(&bytes[off..], k as u64 + 1)
+        {
             at.push((p.clone(), off as u64));
             off += h.frame_len() as usize;
         }
@@ -77,14 +87,20 @@ fn a_flip_in_any_record_but_the_last_is_reported_with_file_and_offset() {
         let (disk, _, _) = written(120);
         damage(&disk, path, |b| b[*offset as usize + 40] ^= 0x10);
         match recover(&disk) {
-            Err(Error::Corruption { file, offset: o, .. }) => {
+            Err(Error::Corruption {
+                file, offset: o, ..
+            }) => {
                 assert_eq!((&file, o), (path, *offset), "record {}", k + 1);
             }
             Ok(records) if k + 1 == at.len() => {
                 // The very last record: indistinguishable from a torn write, trimmed.
                 assert_eq!(records.len(), at.len() - 1);
             }
-            other => panic!("record {}: expected corruption, got {:?}", k + 1, other.map(|r| r.len())),
+            other => panic!(
+                "record {}: expected corruption, got {:?}",
+                k + 1,
+                other.map(|r| r.len())
+            ),
         }
     }
 }
@@ -102,10 +118,15 @@ fn a_missing_or_bad_segment_is_corruption() {
     assert!(segs.len() >= 3, "need several segments");
     let gone = disk.file_bytes(&segs[1]).expect("segment");
     disk.set_file_bytes(&segs[1], Vec::new());
-    assert!(matches!(recover(&disk), Err(Error::Corruption { .. })), "emptied segment");
+    assert!(
+        matches!(recover(&disk), Err(Error::Corruption { .. })),
+        "emptied segment"
+    );
     disk.set_file_bytes(&segs[1], gone);
     damage(&disk, &segs[1], |b| b[20] ^= 1);
-    assert!(matches!(recover(&disk), Err(Error::Corruption { file, offset: 0, .. }) if file == segs[1]));
+    assert!(
+        matches!(recover(&disk), Err(Error::Corruption { file, offset: 0, .. }) if file == segs[1])
+    );
 }
 
 #[test]
@@ -113,7 +134,9 @@ fn a_torn_tail_is_trimmed_and_the_log_continues() {
     let (disk, segs, at) = written(120);
     let (last_path, last_off) = at.last().expect("records").clone();
     assert_eq!(&last_path, segs.last().expect("segments"));
-    damage(&disk, &last_path, |b| b[last_off as usize + 33..].fill(0xAB));
+    damage(&disk, &last_path, |b| {
+        b[last_off as usize + 33..].fill(0xAB)
+    });
     let records = recover(&disk).expect("trimmed");
     assert_eq!(records.len(), 119);
     rt().block_on(async {
@@ -156,7 +179,11 @@ fn random_damage_never_panics_nor_returns_wrong_data() {
             Ok(records) => {
                 for (k, (lsn, p)) in records.iter().enumerate() {
                     assert_eq!(*lsn, k as u64 + 1, "round {round}");
-                    assert_eq!(*p, payload(*lsn), "round {round}: wrong bytes returned for LSN {lsn}");
+                    assert_eq!(
+                        *p,
+                        payload(*lsn),
+                        "round {round}: wrong bytes returned for LSN {lsn}"
+                    );
                 }
             }
             Err(Error::Corruption { .. }) => {}

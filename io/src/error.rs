@@ -66,12 +66,25 @@ fn fmt_offset(offset: Option<u64>) -> String {
 
 impl Error {
     /// Wraps an operating-system error with its context, mapping `ENOSPC` to [`Error::NoSpace`].
-    pub fn io(op: &'static str, path: impl Into<PathBuf>, offset: Option<u64>, e: std::io::Error) -> Self {
+    pub fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        offset: Option<u64>,
+        e: std::io::Error,
+    ) -> Self {
         let path = path.into();
         if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
-            return Error::NoSpace { path, offset: offset.unwrap_or(0) };
+            return Error::NoSpace {
+                path,
+                offset: offset.unwrap_or(0),
+            };
         }
-        Error::Io { op, path, offset, source: Arc::new(e) }
+        Error::Io {
+            op,
+            path,
+            offset,
+            source: Arc::new(e),
+        }
     }
 
     /// True if this is an I/O error whose OS error kind is `NotFound`.

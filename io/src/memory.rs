@@ -37,7 +37,12 @@ impl MemoryVfs {
 }
 
 fn not_found(op: &'static str, path: &Path) -> Error {
-    Error::io(op, path, None, std::io::Error::from(std::io::ErrorKind::NotFound))
+    Error::io(
+        op,
+        path,
+        None,
+        std::io::Error::from(std::io::ErrorKind::NotFound),
+    )
 }
 
 #[async_trait]
@@ -62,7 +67,10 @@ impl Vfs for MemoryVfs {
             }
             (None, _) => Err(not_found("open", path)),
         })?;
-        Ok(Arc::new(MemoryFile { path: path.to_path_buf(), data }))
+        Ok(Arc::new(MemoryFile {
+            path: path.to_path_buf(),
+            data,
+        }))
     }
 
     async fn create_dir_all(&self, path: &Path) -> Result<()> {
@@ -90,12 +98,20 @@ impl Vfs for MemoryVfs {
     }
 
     async fn remove_file(&self, path: &Path) -> Result<()> {
-        self.with(|t| t.files.remove(path).map(|_| ()).ok_or_else(|| not_found("remove_file", path)))
+        self.with(|t| {
+            t.files
+                .remove(path)
+                .map(|_| ())
+                .ok_or_else(|| not_found("remove_file", path))
+        })
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         self.with(|t| {
-            let d = t.files.remove(from).ok_or_else(|| not_found("rename", from))?;
+            let d = t
+                .files
+                .remove(from)
+                .ok_or_else(|| not_found("rename", from))?;
             t.files.insert(to.to_path_buf(), d);
             Ok(())
         })

@@ -47,7 +47,10 @@ impl PortableVfs {
     }
 
     /// Runs `f` on an I/O thread and awaits its answer.
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         run_on(&self.jobs, f).await
     }
 }
@@ -60,8 +63,11 @@ async fn run_on<T: Send + 'static>(
     let job: Job = Box::new(move || {
         let _ = tx.send(f());
     });
-    jobs.send_async(job).await.map_err(|_| Error::BackendGone { backend: BACKEND })?;
-    rx.await.map_err(|_| Error::BackendGone { backend: BACKEND })?
+    jobs.send_async(job)
+        .await
+        .map_err(|_| Error::BackendGone { backend: BACKEND })?;
+    rx.await
+        .map_err(|_| Error::BackendGone { backend: BACKEND })?
 }
 
 #[async_trait]
@@ -92,12 +98,19 @@ impl Vfs for PortableVfs {
                 o.open(&p).map_err(|e| Error::io("open", &p, None, e))
             })
             .await?;
-        Ok(Arc::new(PortableFile { file: Arc::new(file), path, jobs: self.jobs.clone() }))
+        Ok(Arc::new(PortableFile {
+            file: Arc::new(file),
+            path,
+            jobs: self.jobs.clone(),
+        }))
     }
 
     async fn create_dir_all(&self, path: &Path) -> Result<()> {
         let p = path.to_path_buf();
-        self.run(move || std::fs::create_dir_all(&p).map_err(|e| Error::io("create_dir_all", &p, None, e))).await
+        self.run(move || {
+            std::fs::create_dir_all(&p).map_err(|e| Error::io("create_dir_all", &p, None, e))
+        })
+        .await
     }
 
     async fn list_dir(&self, path: &Path) -> Result<Vec<String>> {
@@ -116,12 +129,16 @@ impl Vfs for PortableVfs {
 
     async fn remove_file(&self, path: &Path) -> Result<()> {
         let p = path.to_path_buf();
-        self.run(move || std::fs::remove_file(&p).map_err(|e| Error::io("remove_file", &p, None, e))).await
+        self.run(move || {
+            std::fs::remove_file(&p).map_err(|e| Error::io("remove_file", &p, None, e))
+        })
+        .await
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         let (f, t) = (from.to_path_buf(), to.to_path_buf());
-        self.run(move || std::fs::rename(&f, &t).map_err(|e| Error::io("rename", &f, None, e))).await
+        self.run(move || std::fs::rename(&f, &t).map_err(|e| Error::io("rename", &f, None, e)))
+            .await
     }
 
     async fn sync_dir(&self, path: &Path) -> Result<()> {
@@ -131,14 +148,16 @@ impl Vfs for PortableVfs {
 
     async fn exists(&self, path: &Path) -> Result<bool> {
         let p = path.to_path_buf();
-        self.run(move || p.try_exists().map_err(|e| Error::io("stat", &p, None, e))).await
+        self.run(move || p.try_exists().map_err(|e| Error::io("stat", &p, None, e)))
+            .await
     }
 }
 
 /// `fsync` of a directory, so that creations, renames and removals in it are durable.
 pub(crate) fn sync_dir_blocking(path: &Path) -> Result<()> {
     let dir = std::fs::File::open(path).map_err(|e| Error::io("open directory", path, None, e))?;
-    dir.sync_all().map_err(|e| Error::io("sync directory", path, None, e))
+    dir.sync_all()
+        .map_err(|e| Error::io("sync directory", path, None, e))
 }
 
 /// A file of the portable backend.
@@ -176,7 +195,8 @@ fn read_full(file: &std::fs::File, path: &Path, offset: u64, len: usize) -> Resu
 }
 
 fn write_full(file: &std::fs::File, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
-    file.write_all_at(data, offset).map_err(|e| Error::io("write", path, Some(offset), e))
+    file.write_all_at(data, offset)
+        .map_err(|e| Error::io("write", path, Some(offset), e))
 }
 
 #[async_trait]
@@ -206,24 +226,39 @@ impl File for PortableFile {
     async fn write_and_sync(&self, offset: u64, data: Bytes) -> Result<()> {
         self.run(move |f, p| {
             write_full(f, p, offset, &data)?;
-            f.sync_data().map_err(|e| Error::io("sync_data", p, None, e))
+            f.sync_data()
+                .map_err(|e| Error::io("sync_data", p, None, e))
         })
         .await
     }
 
     async fn sync_data(&self) -> Result<()> {
-        self.run(|f, p| f.sync_data().map_err(|e| Error::io("sync_data", p, None, e))).await
+        self.run(|f, p| {
+            f.sync_data()
+                .map_err(|e| Error::io("sync_data", p, None, e))
+        })
+        .await
     }
 
     async fn sync_all(&self) -> Result<()> {
-        self.run(|f, p| f.sync_all().map_err(|e| Error::io("sync_all", p, None, e))).await
+        self.run(|f, p| f.sync_all().map_err(|e| Error::io("sync_all", p, None, e)))
+            .await
     }
 
     async fn len(&self) -> Result<u64> {
-        self.run(|f, p| Ok(f.metadata().map_err(|e| Error::io("stat", p, None, e))?.len())).await
+        self.run(|f, p| {
+            Ok(f.metadata()
+                .map_err(|e| Error::io("stat", p, None, e))?
+                .len())
+        })
+        .await
     }
 
     async fn set_len(&self, len: u64) -> Result<()> {
-        self.run(move |f, p| f.set_len(len).map_err(|e| Error::io("set_len", p, Some(len), e))).await
+        self.run(move |f, p| {
+            f.set_len(len)
+                .map_err(|e| Error::io("set_len", p, Some(len), e))
+        })
+        .await
     }
 }

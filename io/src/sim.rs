@@ -48,8 +48,12 @@ pub enum CrashImage {
 
 impl CrashImage {
     /// Every flavour, for tests that try each.
-    pub const ALL: [CrashImage; 4] =
-        [CrashImage::DurableOnly, CrashImage::SomeUnsynced, CrashImage::TornLast, CrashImage::RevertNames];
+    pub const ALL: [CrashImage; 4] = [
+        CrashImage::DurableOnly,
+        CrashImage::SomeUnsynced,
+        CrashImage::TornLast,
+        CrashImage::RevertNames,
+    ];
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +124,9 @@ impl State {
         }
         match self.fault {
             Some(Fault::Once(at)) if at == n => Err(injected(op, path, n, "injected fault")),
-            Some(Fault::From(at)) if n >= at => Err(injected(op, path, n, "injected persistent fault")),
+            Some(Fault::From(at)) if n >= at => {
+                Err(injected(op, path, n, "injected persistent fault"))
+            }
             _ => Ok(()),
         }
     }
@@ -144,11 +150,21 @@ impl State {
 }
 
 fn injected(op: &'static str, path: &Path, n: u64, what: &str) -> Error {
-    Error::io(op, path, None, std::io::Error::other(format!("{what} at I/O operation {n}")))
+    Error::io(
+        op,
+        path,
+        None,
+        std::io::Error::other(format!("{what} at I/O operation {n}")),
+    )
 }
 
 fn not_found(op: &'static str, path: &Path) -> Error {
-    Error::io(op, path, None, std::io::Error::from(std::io::ErrorKind::NotFound))
+    Error::io(
+        op,
+        path,
+        None,
+        std::io::Error::from(std::io::ErrorKind::NotFound),
+    )
 }
 
 /// The simulated disk. Cloning shares it.
@@ -175,7 +191,13 @@ impl SimDisk {
     /// Fails operation number `n` (counting from 1), once, or for every operation from `n` on
     /// if `persistent`. Replaces an earlier fault.
     pub fn fail_at(&self, n: u64, persistent: bool) {
-        self.with(|s| s.fault = Some(if persistent { Fault::From(n) } else { Fault::Once(n) }));
+        self.with(|s| {
+            s.fault = Some(if persistent {
+                Fault::From(n)
+            } else {
+                Fault::Once(n)
+            })
+        });
     }
 
     /// Removes the injected fault.
@@ -215,7 +237,9 @@ impl SimDisk {
             };
             let mut contents = HashMap::new();
             for id in names.values() {
-                let Some(c) = s.contents.get(id) else { continue };
+                let Some(c) = s.contents.get(id) else {
+                    continue;
+                };
                 let mut img = c.durable.clone();
                 for (i, p) in c.pending.iter().enumerate() {
                     match image {
@@ -231,7 +255,8 @@ impl SimDisk {
                             match p {
                                 Pending::Write { offset, data } if last => {
                                     let sectors = data.len().div_ceil(512);
-                                    let keep = (rng.random_range(0..sectors.max(1)) * 512).min(data.len());
+                                    let keep =
+                                        (rng.random_range(0..sectors.max(1)) * 512).min(data.len());
                                     write_into(&mut img, *offset, &data[..keep]);
                                 }
                                 _ => Content::apply(&mut img, p),
@@ -239,7 +264,14 @@ impl SimDisk {
                         }
                     }
                 }
-                contents.insert(*id, Content { live: img.clone(), durable: img, pending: Vec::new() });
+                contents.insert(
+                    *id,
+                    Content {
+                        live: img.clone(),
+                        durable: img,
+                        pending: Vec::new(),
+                    },
+                );
             }
             let state = State {
                 live_names: names.clone(),
@@ -249,13 +281,20 @@ impl SimDisk {
                 next_id: s.next_id,
                 ..State::default()
             };
-            SimDisk { state: Arc::new(Mutex::new(state)) }
+            SimDisk {
+                state: Arc::new(Mutex::new(state)),
+            }
         })
     }
 
     /// The live bytes of a file, for tests that damage or inspect it.
     pub fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
-        self.with(|s| s.live_names.get(path).and_then(|id| s.contents.get(id)).map(|c| c.live.clone()))
+        self.with(|s| {
+            s.live_names
+                .get(path)
+                .and_then(|id| s.contents.get(id))
+                .map(|c| c.live.clone())
+        })
     }
 
     /// Replaces a file's bytes, live and durable (a test's way to damage a disk).
@@ -271,7 +310,11 @@ impl SimDisk {
                     id
                 }
             };
-            *s.content(id) = Content { live: bytes.clone(), durable: bytes, pending: Vec::new() };
+            *s.content(id) = Content {
+                live: bytes.clone(),
+                durable: bytes,
+                pending: Vec::new(),
+            };
         })
     }
 }
@@ -287,7 +330,12 @@ impl Vfs for SimDisk {
             match (s.live_names.get(path).copied(), mode) {
                 (Some(_), OpenMode::CreateNew) => {
                     s.op("open", path)?;
-                    Err(Error::io("open", path, None, std::io::Error::from(std::io::ErrorKind::AlreadyExists)))
+                    Err(Error::io(
+                        "open",
+                        path,
+                        None,
+                        std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+                    ))
                 }
                 (Some(id), _) => Ok(id),
                 (None, m) if m.creates() => {
@@ -304,7 +352,11 @@ impl Vfs for SimDisk {
                 (None, _) => Err(not_found("open", path)),
             }
         })?;
-        Ok(Arc::new(SimFile { disk: self.clone(), id, path: path.to_path_buf() }))
+        Ok(Arc::new(SimFile {
+            disk: self.clone(),
+            id,
+            path: path.to_path_buf(),
+        }))
     }
 
     async fn create_dir_all(&self, path: &Path) -> Result<()> {
@@ -339,14 +391,20 @@ impl Vfs for SimDisk {
     async fn remove_file(&self, path: &Path) -> Result<()> {
         self.with(|s| {
             s.op("remove_file", path)?;
-            s.live_names.remove(path).map(|_| ()).ok_or_else(|| not_found("remove_file", path))
+            s.live_names
+                .remove(path)
+                .map(|_| ())
+                .ok_or_else(|| not_found("remove_file", path))
         })
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         self.with(|s| {
             s.op("rename", from)?;
-            let id = s.live_names.remove(from).ok_or_else(|| not_found("rename", from))?;
+            let id = s
+                .live_names
+                .remove(from)
+                .ok_or_else(|| not_found("rename", from))?;
             s.live_names.insert(to.to_path_buf(), id);
             Ok(())
         })
@@ -380,12 +438,18 @@ impl SimFile {
             let cur = s.content(self.id).live.len() as u64;
             let grow = (offset + data.len() as u64).saturating_sub(cur);
             if s.used_bytes() + grow > cap {
-                return Err(Error::NoSpace { path: self.path.clone(), offset });
+                return Err(Error::NoSpace {
+                    path: self.path.clone(),
+                    offset,
+                });
             }
         }
         let c = s.content(self.id);
         write_into(&mut c.live, offset, data);
-        c.pending.push(Pending::Write { offset, data: data.clone() });
+        c.pending.push(Pending::Write {
+            offset,
+            data: data.clone(),
+        });
         let idx = c.pending.len() - 1;
         s.last_write = Some((self.id, idx));
         Ok(())
@@ -453,7 +517,10 @@ mod tests {
     use super::*;
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
     }
 
     #[test]
@@ -461,17 +528,33 @@ mod tests {
         block_on(async {
             let d = SimDisk::new();
             d.create_dir_all(Path::new("/db")).await.expect("mkdir");
-            let f = d.open(Path::new("/db/a"), OpenMode::CreateNew).await.expect("create");
-            f.write_at(0, Bytes::from_static(b"synced")).await.expect("write");
+            let f = d
+                .open(Path::new("/db/a"), OpenMode::CreateNew)
+                .await
+                .expect("create");
+            f.write_at(0, Bytes::from_static(b"synced"))
+                .await
+                .expect("write");
             f.sync_data().await.expect("sync");
             d.sync_dir(Path::new("/db")).await.expect("sync dir");
-            f.write_at(0, Bytes::from_static(b"UNSYNC")).await.expect("write");
-            let g = d.open(Path::new("/db/b"), OpenMode::CreateNew).await.expect("create");
-            g.write_and_sync(0, Bytes::from_static(b"b")).await.expect("write");
+            f.write_at(0, Bytes::from_static(b"UNSYNC"))
+                .await
+                .expect("write");
+            let g = d
+                .open(Path::new("/db/b"), OpenMode::CreateNew)
+                .await
+                .expect("create");
+            g.write_and_sync(0, Bytes::from_static(b"b"))
+                .await
+                .expect("write");
 
             let img = d.crash_image(CrashImage::DurableOnly, 1);
             assert_eq!(img.file_bytes(Path::new("/db/a")), Some(b"synced".to_vec()));
-            assert_eq!(img.file_bytes(Path::new("/db/b")), None, "creation never dir-synced");
+            assert_eq!(
+                img.file_bytes(Path::new("/db/b")),
+                None,
+                "creation never dir-synced"
+            );
 
             let img = d.crash_image(CrashImage::RevertNames, 1);
             assert_eq!(img.file_bytes(Path::new("/db/a")), Some(b"UNSYNC".to_vec()));
@@ -484,12 +567,21 @@ mod tests {
         block_on(async {
             let d = SimDisk::new();
             d.create_dir_all(Path::new("/db")).await.expect("mkdir");
-            let f = d.open(Path::new("/db/a"), OpenMode::CreateNew).await.expect("create");
-            f.write_at(0, Bytes::from(vec![1u8; 2048])).await.expect("write");
+            let f = d
+                .open(Path::new("/db/a"), OpenMode::CreateNew)
+                .await
+                .expect("create");
+            f.write_at(0, Bytes::from(vec![1u8; 2048]))
+                .await
+                .expect("write");
             for seed in 0..20 {
                 let img = d.crash_image(CrashImage::TornLast, seed);
                 let bytes = img.file_bytes(Path::new("/db/a")).expect("live name kept");
-                assert!(bytes.len() % 512 == 0 && bytes.len() < 2048, "torn to {}", bytes.len());
+                assert!(
+                    bytes.len() % 512 == 0 && bytes.len() < 2048,
+                    "torn to {}",
+                    bytes.len()
+                );
             }
         });
     }
@@ -499,14 +591,22 @@ mod tests {
         block_on(async {
             let d = SimDisk::new();
             d.create_dir_all(Path::new("/db")).await.expect("mkdir");
-            let f = d.open(Path::new("/db/a"), OpenMode::CreateNew).await.expect("create");
+            let f = d
+                .open(Path::new("/db/a"), OpenMode::CreateNew)
+                .await
+                .expect("create");
             let n = d.ops();
             d.fail_at(n + 1, false);
             assert!(f.write_at(0, Bytes::from_static(b"x")).await.is_err());
-            f.write_at(0, Bytes::from_static(b"y")).await.expect("fault was once");
+            f.write_at(0, Bytes::from_static(b"y"))
+                .await
+                .expect("fault was once");
             d.crash_at(d.ops() + 1);
             assert!(f.sync_data().await.is_err());
-            assert!(f.read_at(0, 1).await.is_err(), "everything fails after a crash");
+            assert!(
+                f.read_at(0, 1).await.is_err(),
+                "everything fails after a crash"
+            );
             assert!(d.has_crashed());
         });
     }

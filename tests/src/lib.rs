@@ -53,7 +53,11 @@ impl Workload {
                             1 => Durability::Eventual,
                             _ => Durability::Immediate,
                         };
-                        let len = if rng.random_bool(0.1) { rng.random_range(600..3000) } else { rng.random_range(0..200) };
+                        let len = if rng.random_bool(0.1) {
+                            rng.random_range(600..3000)
+                        } else {
+                            rng.random_range(0..200)
+                        };
                         (d, len, rng.random_bool(0.05))
                     })
                     .collect(),
@@ -83,7 +87,9 @@ pub fn payload(seed: u64, w: usize, i: usize, len: usize) -> Bytes {
     let mut out = format!("{seed}:{w}:{i}:").into_bytes();
     let mut x = seed ^ ((w as u64) << 32) ^ i as u64;
     while out.len() < len.max(16) {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         out.push(b'a' + ((x >> 59) % 26) as u8);
     }
     Bytes::from(out)
@@ -93,7 +99,11 @@ pub fn payload(seed: u64, w: usize, i: usize, len: usize) -> Bytes {
 pub fn parse_payload(p: &[u8]) -> Option<(u64, usize, usize)> {
     let s = std::str::from_utf8(p).ok()?;
     let mut it = s.splitn(4, ':');
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    ))
 }
 
 /// What a run acknowledged.
@@ -113,7 +123,12 @@ impl Outcome {
     /// The highest LSN whose durability is guaranteed against power loss: every LSN up to the
     /// largest acknowledged `Immediate` append or sync.
     pub fn durable_horizon(&self) -> u64 {
-        let imm = self.acked.iter().filter(|(_, (_, d))| *d == Durability::Immediate).map(|(l, _)| *l).max();
+        let imm = self
+            .acked
+            .iter()
+            .filter(|(_, (_, d))| *d == Durability::Immediate)
+            .map(|(l, _)| *l)
+            .max();
         imm.unwrap_or(0).max(self.synced)
     }
 }
@@ -142,7 +157,10 @@ pub async fn run_workload(disk: &SimDisk, w: &Workload) -> Outcome {
         tasks.push(tokio::spawn(async move {
             for (i, (d, len, sync)) in plan.appends.iter().enumerate() {
                 let p = payload(seed, wi, i, *len);
-                out.lock().expect("outcome lock").attempted.insert((wi, i), p.clone());
+                out.lock()
+                    .expect("outcome lock")
+                    .attempted
+                    .insert((wi, i), p.clone());
                 match wal.append_with(p.clone(), *d).await {
                     Ok(lsn) => {
                         out.lock().expect("outcome lock").acked.insert(lsn, (p, *d));
@@ -175,11 +193,19 @@ pub async fn run_workload(disk: &SimDisk, w: &Workload) -> Outcome {
 /// Checks a recovered log against what the run acknowledged. `must_have` is the LSN up to
 /// which every acknowledged record must be present. Returns a description of the first
 /// violation.
-pub fn check_recovered(seed: u64, outcome: &Outcome, records: &[(u64, Bytes)], must_have: u64) -> Result<(), String> {
+pub fn check_recovered(
+    seed: u64,
+    outcome: &Outcome,
+    records: &[(u64, Bytes)],
+    must_have: u64,
+) -> Result<(), String> {
     let first = records.first().map(|r| r.0).unwrap_or(1);
     for (i, (lsn, _)) in records.iter().enumerate() {
         if *lsn != first + i as u64 {
-            return Err(format!("gap: record {i} has LSN {lsn}, expected {}", first + i as u64));
+            return Err(format!(
+                "gap: record {i} has LSN {lsn}, expected {}",
+                first + i as u64
+            ));
         }
     }
     let by_lsn: BTreeMap<u64, &Bytes> = records.iter().map(|(l, p)| (*l, p)).collect();
@@ -188,12 +214,16 @@ pub fn check_recovered(seed: u64, outcome: &Outcome, records: &[(u64, Bytes)], m
         if *lsn <= must_have && *lsn >= first {
             match by_lsn.get(lsn) {
                 Some(got) if *got == p => {}
-                Some(_) => return Err(format!("acknowledged LSN {lsn} came back with other bytes")),
+                Some(_) => {
+                    return Err(format!("acknowledged LSN {lsn} came back with other bytes"));
+                }
                 None => return Err(format!("acknowledged LSN {lsn} lost (log ends at {last})")),
             }
         }
         if *lsn <= last && *lsn >= first && by_lsn.get(lsn) != Some(&p) {
-            return Err(format!("LSN {lsn} holds bytes that were not acknowledged for it"));
+            return Err(format!(
+                "LSN {lsn} holds bytes that were not acknowledged for it"
+            ));
         }
     }
     let mut next_index: HashMap<usize, usize> = HashMap::new();

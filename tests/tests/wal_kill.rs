@@ -14,12 +14,19 @@ use persistx::{Backend, Wal, WalOptions, open_backend};
 use rand::{Rng, SeedableRng};
 
 fn rounds(backend: &str) {
-    let n: u64 = std::env::var("PERSISTX_KILL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let n: u64 = std::env::var("PERSISTX_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed);
     let dir = tempfile::tempdir().expect("tempdir");
     let wal_dir = dir.path().join("wal");
     let mut acked: std::collections::BTreeMap<u64, (usize, usize)> = Default::default();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     for round in 0..n {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wal_writer"))
             .arg(&wal_dir)
@@ -40,7 +47,9 @@ fn rounds(backend: &str) {
             }
         });
         // Let it run until it acknowledged something, then a random moment more.
-        let first = rx.recv_timeout(Duration::from_secs(60)).expect("child acknowledged nothing");
+        let first = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("child acknowledged nothing");
         acked.insert(first.0, (first.1, first.2));
         let until = Instant::now() + Duration::from_millis(rng.random_range(5..300));
         while Instant::now() < until {
@@ -57,21 +66,34 @@ fn rounds(backend: &str) {
         }
         let records = rt.block_on(async {
             let vfs = open_backend(Backend::Portable).expect("portable");
-            let opts = WalOptions { segment_size: 64 << 10, ..WalOptions::default() };
-            let (wal, _, records) = Wal::open(vfs, &wal_dir, opts).await.expect("recover after kill");
+            let opts = WalOptions {
+                segment_size: 64 << 10,
+                ..WalOptions::default()
+            };
+            let (wal, _, records) = Wal::open(vfs, &wal_dir, opts)
+                .await
+                .expect("recover after kill");
             wal.close().await.expect("close");
             records
         });
-        let by_lsn: std::collections::HashMap<u64, &bytes::Bytes> = records.iter().map(|(l, p)| (*l, p)).collect();
+        let by_lsn: std::collections::HashMap<u64, &bytes::Bytes> =
+            records.iter().map(|(l, p)| (*l, p)).collect();
         for (lsn, (w, i)) in &acked {
             let want = persistx_tests::payload(42, *w, *i, 100);
-            assert_eq!(by_lsn.get(lsn).copied(), Some(&want), "round {round}: acknowledged LSN {lsn} lost or changed");
+            assert_eq!(
+                by_lsn.get(lsn).copied(),
+                Some(&want),
+                "round {round}: acknowledged LSN {lsn} lost or changed"
+            );
         }
         for (k, (lsn, _)) in records.iter().enumerate() {
             assert_eq!(*lsn, k as u64 + 1, "round {round}: the log has a gap");
         }
     }
-    assert!(acked.len() > n as usize, "the children acknowledged too little to prove anything");
+    assert!(
+        acked.len() > n as usize,
+        "the children acknowledged too little to prove anything"
+    );
 }
 
 #[test]

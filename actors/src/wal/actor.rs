@@ -31,10 +31,21 @@ const LINGER_YIELDS: usize = 2;
 /// Messages of the log actor.
 #[derive(Debug)]
 pub(crate) enum LogMsg {
-    Append { payload: Bytes, durability: Durability, reply: Reply<Result<u64>> },
-    Sync { reply: Reply<Result<u64>> },
-    Release { below: u64, reply: Reply<Result<()>> },
-    Stats { reply: Reply<WalStats> },
+    Append {
+        payload: Bytes,
+        durability: Durability,
+        reply: Reply<Result<u64>>,
+    },
+    Sync {
+        reply: Reply<Result<u64>>,
+    },
+    Release {
+        below: u64,
+        reply: Reply<Result<()>>,
+    },
+    Stats {
+        reply: Reply<WalStats>,
+    },
 }
 
 pub(crate) struct LogActor {
@@ -68,7 +79,9 @@ impl LogActor {
     }
 
     fn poisoned_error(&self) -> Option<Error> {
-        self.poisoned.as_ref().map(|c| Error::Poisoned { cause: c.clone() })
+        self.poisoned
+            .as_ref()
+            .map(|c| Error::Poisoned { cause: c.clone() })
     }
 
     /// Writes the buffered records (and syncs if asked). On failure the log is poisoned.
@@ -97,8 +110,12 @@ impl LogActor {
         } else if sync {
             self.ledger.mark_synced(self.ledger.written_lsn());
         }
-        self.shared.written_lsn.store(self.ledger.written_lsn(), Ordering::Release);
-        self.shared.durable_lsn.store(self.ledger.synced_lsn(), Ordering::Release);
+        self.shared
+            .written_lsn
+            .store(self.ledger.written_lsn(), Ordering::Release);
+        self.shared
+            .durable_lsn
+            .store(self.ledger.synced_lsn(), Ordering::Release);
         Ok(())
     }
 
@@ -114,7 +131,10 @@ impl LogActor {
             debug_assert_eq!(last, lsn, "the record being encoded is the last assigned");
             self.flush_upto(before).await?;
             let seq = self.tail.header.seq + 1;
-            let seg = self.segdir.create(seq, lsn, SEGMENT_HEADER_LEN as u64 + need).await?;
+            let seg = self
+                .segdir
+                .create(seq, lsn, SEGMENT_HEADER_LEN as u64 + need)
+                .await?;
             self.segments.push((seq, lsn, seg.path.clone()));
             self.tail = seg;
             self.write_offset = SEGMENT_HEADER_LEN as u64;
@@ -129,7 +149,10 @@ impl LogActor {
         if !self.buf.is_empty() {
             let data = Bytes::from(std::mem::take(&mut self.buf));
             let len = data.len() as u64;
-            self.tail.file.write_and_sync(self.write_offset, data).await?;
+            self.tail
+                .file
+                .write_and_sync(self.write_offset, data)
+                .await?;
             self.write_offset += len;
             self.batches += 1;
             self.syncs += 1;
@@ -149,7 +172,10 @@ impl LogActor {
             return;
         }
         if payload.len() > MAX_RECORD_PAYLOAD as usize {
-            reply.send(Err(Error::RecordTooLarge { len: payload.len() as u64, max: MAX_RECORD_PAYLOAD.into() }));
+            reply.send(Err(Error::RecordTooLarge {
+                len: payload.len() as u64,
+                max: MAX_RECORD_PAYLOAD.into(),
+            }));
             return;
         }
         let lsn = self.ledger.assign(durability, reply);
@@ -213,7 +239,11 @@ impl Actor for LogActor {
     async fn handle_batch(&mut self, batch: Vec<LogMsg>) {
         for msg in batch {
             match msg {
-                LogMsg::Append { payload, durability, reply } => self.append(payload, durability, reply).await,
+                LogMsg::Append {
+                    payload,
+                    durability,
+                    reply,
+                } => self.append(payload, durability, reply).await,
                 LogMsg::Sync { reply } => {
                     if let Some(e) = self.poisoned_error() {
                         reply.send(Err(e));

@@ -47,7 +47,12 @@ pub struct CommitLedger<W> {
 impl<W> CommitLedger<W> {
     /// A ledger whose log holds every LSN up to `last_lsn`, all synced.
     pub fn new(last_lsn: u64) -> CommitLedger<W> {
-        CommitLedger { next_lsn: last_lsn + 1, written_lsn: last_lsn, synced_lsn: last_lsn, waiters: VecDeque::new() }
+        CommitLedger {
+            next_lsn: last_lsn + 1,
+            written_lsn: last_lsn,
+            synced_lsn: last_lsn,
+            waiters: VecDeque::new(),
+        }
     }
 
     /// Assigns the next LSN to a record whose writer waits with `waiter`.
@@ -83,17 +88,24 @@ impl<W> CommitLedger<W> {
 
     /// True if some waiter needs a sync to be released.
     pub fn needs_sync(&self) -> bool {
-        self.waiters.iter().any(|(lsn, d, _)| *d == Durability::Immediate && *lsn > self.synced_lsn)
+        self.waiters
+            .iter()
+            .any(|(lsn, d, _)| *d == Durability::Immediate && *lsn > self.synced_lsn)
     }
 
     /// True if some waiter needs a write to be released.
     pub fn needs_write(&self) -> bool {
-        self.waiters.iter().any(|(lsn, d, _)| *d != Durability::None && *lsn > self.written_lsn)
+        self.waiters
+            .iter()
+            .any(|(lsn, d, _)| *d != Durability::None && *lsn > self.written_lsn)
     }
 
     /// Records that every LSN up to `lsn` reached the OS.
     pub fn mark_written(&mut self, lsn: u64) {
-        debug_assert!(lsn <= self.last_assigned(), "written past the last assigned LSN");
+        debug_assert!(
+            lsn <= self.last_assigned(),
+            "written past the last assigned LSN"
+        );
         self.written_lsn = self.written_lsn.max(lsn);
     }
 

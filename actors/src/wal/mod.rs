@@ -118,7 +118,9 @@ impl Wal {
             )));
         }
         if options.mailbox_capacity == 0 || options.max_batch == 0 {
-            return Err(Error::InvalidArgument("WAL mailbox capacity and batch size must be at least 1".into()));
+            return Err(Error::InvalidArgument(
+                "WAL mailbox capacity and batch size must be at least 1".into(),
+            ));
         }
         let mut segdir = SegmentDir {
             vfs: vfs.clone(),
@@ -150,7 +152,15 @@ impl Wal {
         config.mailbox_capacity = options.mailbox_capacity;
         config.max_batch = options.max_batch;
         let actor = persistx_runtime::spawn(actor, config);
-        Ok((Wal { actor, shared, durability: options.durability, dir }, report))
+        Ok((
+            Wal {
+                actor,
+                shared,
+                durability: options.durability,
+                dir,
+            },
+            report,
+        ))
     }
 
     /// [`Wal::open_with`] collecting the recovered records into a vector.
@@ -187,7 +197,13 @@ impl Wal {
                 max: persistx_io::format::wal::MAX_RECORD_PAYLOAD.into(),
             });
         }
-        self.actor.ask(|reply| LogMsg::Append { payload, durability, reply }).await?
+        self.actor
+            .ask(|reply| LogMsg::Append {
+                payload,
+                durability,
+                reply,
+            })
+            .await?
     }
 
     /// Makes every record appended so far durable; returns the durable LSN.
@@ -204,7 +220,9 @@ impl Wal {
     /// # Cancel safety
     /// Safe to drop; the release may or may not have happened.
     pub async fn release_below(&self, lsn: u64) -> Result<()> {
-        self.actor.ask(|reply| LogMsg::Release { below: lsn, reply }).await?
+        self.actor
+            .ask(|reply| LogMsg::Release { below: lsn, reply })
+            .await?
     }
 
     /// The log's counters.
@@ -235,7 +253,9 @@ impl Wal {
     pub async fn close(&self) -> Result<()> {
         self.actor.shutdown().await?;
         if self.is_poisoned() {
-            return Err(Error::Poisoned { cause: "an earlier write or sync failed".into() });
+            return Err(Error::Poisoned {
+                cause: "an earlier write or sync failed".into(),
+            });
         }
         Ok(())
     }

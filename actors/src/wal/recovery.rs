@@ -67,7 +67,11 @@ struct Stray {
 }
 
 fn corrupt(path: &std::path::Path, offset: u64, what: impl Into<String>) -> Error {
-    Error::Corruption { file: path.to_path_buf(), offset, what: what.into() }
+    Error::Corruption {
+        file: path.to_path_buf(),
+        offset,
+        what: what.into(),
+    }
 }
 
 fn format_err(path: &std::path::Path, offset: u64, e: FormatError) -> Error {
@@ -87,7 +91,11 @@ fn find_strays(bytes: &[u8], seq: u64, from: u64, min_lsn: u64) -> Vec<Stray> {
         }
         match decode_record(window, seq) {
             Ok((h, _)) if h.lsn >= min_lsn => {
-                out.push(Stray { offset: off as u64, frame_len: h.frame_len(), durable_lsn: h.durable_lsn });
+                out.push(Stray {
+                    offset: off as u64,
+                    frame_len: h.frame_len(),
+                    durable_lsn: h.durable_lsn,
+                });
                 off += h.frame_len() as usize;
             }
             _ => off += RECORD_ALIGN,
@@ -130,8 +138,15 @@ pub(crate) async fn recover(
 
     if live.is_empty() {
         let tail = segdir.create(1, 1, 0).await?;
-        let report = RecoveryReport { tail_offset: SEGMENT_HEADER_LEN as u64, ..RecoveryReport::default() };
-        return Ok(Recovered { segments: vec![(1, 1, tail.path.clone())], tail, report });
+        let report = RecoveryReport {
+            tail_offset: SEGMENT_HEADER_LEN as u64,
+            ..RecoveryReport::default()
+        };
+        return Ok(Recovered {
+            segments: vec![(1, 1, tail.path.clone())],
+            tail,
+            report,
+        });
     }
 
     // Load and check every segment header.
@@ -142,17 +157,36 @@ pub(crate) async fn recover(
         let bytes = file.read_at(0, len as usize).await?;
         let header = SegmentHeader::decode(&bytes).map_err(|e| format_err(&path, 0, e))?;
         if header.seq != seq {
-            return Err(corrupt(&path, 16, format!("segment header says sequence {}, file name says {seq}", header.seq)));
+            return Err(corrupt(
+                &path,
+                16,
+                format!(
+                    "segment header says sequence {}, file name says {seq}",
+                    header.seq
+                ),
+            ));
         }
         if let Some(prev) = loaded.last() {
             if seq != prev.seq + 1 {
-                return Err(corrupt(&path, 0, format!("segment {} is missing before segment {seq}", prev.seq + 1)));
+                return Err(corrupt(
+                    &path,
+                    0,
+                    format!("segment {} is missing before segment {seq}", prev.seq + 1),
+                ));
             }
         }
-        loaded.push(Loaded { seq, header, path, bytes });
+        loaded.push(Loaded {
+            seq,
+            header,
+            path,
+            bytes,
+        });
     }
 
-    let mut report = RecoveryReport { first_lsn: loaded[0].header.first_lsn, ..RecoveryReport::default() };
+    let mut report = RecoveryReport {
+        first_lsn: loaded[0].header.first_lsn,
+        ..RecoveryReport::default()
+    };
     let mut expected = loaded[0].header.first_lsn;
     let mut kept: Vec<(u64, u64, PathBuf)> = Vec::new();
     let mut tail_offset = SEGMENT_HEADER_LEN as u64;
@@ -162,7 +196,18 @@ pub(crate) async fn recover(
         if seg.header.first_lsn != expected {
             // The previous segment lost records at its end; decide as for damage there.
             let prev = loaded[i - 1].path.clone();
-            return cut(segdir, &loaded, i - 1, tail_offset, expected, Vec::new(), report, kept, prev).await;
+            return cut(
+                segdir,
+                &loaded,
+                i - 1,
+                tail_offset,
+                expected,
+                Vec::new(),
+                report,
+                kept,
+                prev,
+            )
+            .await;
         }
         kept.push((seg.seq, seg.header.first_lsn, seg.path.clone()));
         // Walk the valid prefix.
@@ -185,12 +230,33 @@ pub(crate) async fn recover(
         tail_offset = off as u64;
         let strays = find_strays(&seg.bytes, seg.seq, off as u64, expected);
         if !strays.is_empty() {
-            return cut(segdir, &loaded, i, tail_offset, expected, strays, report, kept, seg.path.clone()).await;
+            return cut(
+                segdir,
+                &loaded,
+                i,
+                tail_offset,
+                expected,
+                strays,
+                report,
+                kept,
+                seg.path.clone(),
+            )
+            .await;
         }
     }
 
     let last = loaded.last().map(|l| l.path.clone()).unwrap_or_default();
-    finish(segdir, &loaded, loaded.len() - 1, tail_offset, report, kept, last, false).await
+    finish(
+        segdir,
+        &loaded,
+        loaded.len() - 1,
+        tail_offset,
+        report,
+        kept,
+        last,
+        false,
+    )
+    .await
 }
 
 /// The valid prefix ends in segment `at` at `offset`; `expected` is the first missing LSN.
@@ -217,14 +283,20 @@ async fn cut(
         return Err(corrupt(
             &path,
             offset,
-            format!("WAL record {expected} is unreadable although later records say it was synced (up to LSN {watermark})"),
+            format!(
+                "WAL record {expected} is unreadable although later records say it was synced (up to LSN {watermark})"
+            ),
         ));
     }
     // Zero valid records beyond the cut in this segment, then drop later segments.
     let seg = &loaded[at];
     if !strays.is_empty() {
         let file = segdir.vfs.open(&seg.path, OpenMode::ReadWrite).await?;
-        let end = strays.iter().map(|s| s.offset + s.frame_len).max().unwrap_or(offset);
+        let end = strays
+            .iter()
+            .map(|s| s.offset + s.frame_len)
+            .max()
+            .unwrap_or(offset);
         let zeros = Bytes::from(vec![0u8; (end - offset) as usize]);
         file.write_and_sync(offset, zeros).await?;
     }
@@ -238,7 +310,17 @@ async fn cut(
     }
     let mut kept = kept;
     kept.truncate(at + 1);
-    finish(segdir, loaded, at, offset, report, kept, seg.path.clone(), true).await
+    finish(
+        segdir,
+        loaded,
+        at,
+        offset,
+        report,
+        kept,
+        seg.path.clone(),
+        true,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -260,6 +342,14 @@ async fn finish(
     report.trimmed = trimmed || !rest.iter().all(|b| *b == 0);
     report.segments = kept.len() as u64;
     report.tail_offset = offset;
-    let tail = Segment { header: loaded[at].header, file, path: tail_path };
-    Ok(Recovered { segments: kept, tail, report })
+    let tail = Segment {
+        header: loaded[at].header,
+        file,
+        path: tail_path,
+    };
+    Ok(Recovered {
+        segments: kept,
+        tail,
+        report,
+    })
 }

@@ -71,7 +71,12 @@ impl SegmentDir {
     /// Creates segment `seq` whose first record will be `first_lsn`, large enough for at
     /// least `min_size` bytes; reuses a spare when one is big enough. Durable (file and
     /// directory synced) when it returns.
-    pub(crate) async fn create(&mut self, seq: u64, first_lsn: u64, min_size: u64) -> Result<Segment> {
+    pub(crate) async fn create(
+        &mut self,
+        seq: u64,
+        first_lsn: u64,
+        min_size: u64,
+    ) -> Result<Segment> {
         let size = self.segment_size.max(min_size);
         let final_path = self.path_of(&segment_name(seq));
         let tmp_path = self.path_of(&format!("{}.tmp", segment_name(seq)));
@@ -100,13 +105,22 @@ impl SegmentDir {
                 (file, size)
             }
         };
-        let header = SegmentHeader { seq, first_lsn, segment_size: size };
-        file.write_and_sync(0, Bytes::copy_from_slice(&header.encode())).await?;
+        let header = SegmentHeader {
+            seq,
+            first_lsn,
+            segment_size: size,
+        };
+        file.write_and_sync(0, Bytes::copy_from_slice(&header.encode()))
+            .await?;
         self.vfs.rename(&tmp_path, &final_path).await?;
         self.vfs.sync_dir(&self.dir).await?;
         // The file handle stays valid across the rename; its path is the final one now.
         let file = self.vfs.open(&final_path, OpenMode::ReadWrite).await?;
-        Ok(Segment { header, file, path: final_path })
+        Ok(Segment {
+            header,
+            file,
+            path: final_path,
+        })
     }
 
     /// Turns a live segment into a spare (after its records are no longer needed).

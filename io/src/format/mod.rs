@@ -75,14 +75,21 @@ pub enum FormatError {
 impl FormatError {
     /// Turns the decoding error into a corruption error naming the file and offset.
     pub fn at(self, file: &Path, offset: u64) -> Error {
-        Error::Corruption { file: file.to_path_buf(), offset, what: self.to_string() }
+        Error::Corruption {
+            file: file.to_path_buf(),
+            offset,
+            what: self.to_string(),
+        }
     }
 }
 
 /// Fails with [`FormatError::Truncated`] if `buf` is shorter than `needed`.
 pub(crate) fn need(buf: &[u8], needed: usize) -> Result<(), FormatError> {
     if buf.len() < needed {
-        return Err(FormatError::Truncated { needed: needed as u64, available: buf.len() as u64 });
+        return Err(FormatError::Truncated {
+            needed: needed as u64,
+            available: buf.len() as u64,
+        });
     }
     Ok(())
 }

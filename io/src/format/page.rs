@@ -63,9 +63,18 @@ pub struct PageHeader {
 /// If the payload does not fit or the kind is 0 (programming errors: callers size nodes to
 /// fit their pages).
 pub fn encode_page(header: &PageHeader, payload: &[u8], page_size: usize) -> Vec<u8> {
-    assert!(header.kind != 0, "page kind 0 is reserved for never-written pages");
-    assert!(PAGE_HEADER_LEN + payload.len() <= page_size, "page payload does not fit");
-    assert!(header.flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) == 0, "unknown page flags");
+    assert!(
+        header.kind != 0,
+        "page kind 0 is reserved for never-written pages"
+    );
+    assert!(
+        PAGE_HEADER_LEN + payload.len() <= page_size,
+        "page payload does not fit"
+    );
+    assert!(
+        header.flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) == 0,
+        "unknown page flags"
+    );
     let mut raw = RawPageHeader {
         magic: U32::new(PAGE_MAGIC),
         version: U16::new(FORMAT_VERSION as u16),
@@ -76,7 +85,10 @@ pub fn encode_page(header: &PageHeader, payload: &[u8], page_size: usize) -> Vec
         payload_len: U32::new(payload.len() as u32),
         crc: U32::new(0),
     };
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&raw.as_bytes()[..PAGE_HEADER_LEN - 4]), payload);
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&raw.as_bytes()[..PAGE_HEADER_LEN - 4]),
+        payload,
+    );
     raw.crc = U32::new(crc);
     let mut page = vec![0u8; page_size];
     page[..PAGE_HEADER_LEN].copy_from_slice(raw.as_bytes());
@@ -88,35 +100,58 @@ pub fn encode_page(header: &PageHeader, payload: &[u8], page_size: usize) -> Vec
 /// payload. A page written for another location fails with [`FormatError::Mismatch`].
 pub fn decode_page(buf: &[u8], expected_page_id: u64) -> Result<(PageHeader, &[u8]), FormatError> {
     need(buf, PAGE_HEADER_LEN)?;
-    let (raw, rest) = RawPageHeader::read_from_prefix(buf)
-        .map_err(|_| FormatError::Truncated { needed: PAGE_HEADER_LEN as u64, available: buf.len() as u64 })?;
+    let (raw, rest) = RawPageHeader::read_from_prefix(buf).map_err(|_| FormatError::Truncated {
+        needed: PAGE_HEADER_LEN as u64,
+        available: buf.len() as u64,
+    })?;
     if buf[..PAGE_HEADER_LEN].iter().all(|b| *b == 0) {
         return Err(FormatError::Zeroed);
     }
     if raw.magic.get() != PAGE_MAGIC {
-        return Err(FormatError::BadMagic { found: raw.magic.get().into() });
+        return Err(FormatError::BadMagic {
+            found: raw.magic.get().into(),
+        });
     }
     let len = raw.payload_len.get() as usize;
     if len > rest.len() {
-        return Err(FormatError::InvalidField { field: "page payload length", value: len as u64 });
+        return Err(FormatError::InvalidField {
+            field: "page payload length",
+            value: len as u64,
+        });
     }
     let payload = &rest[..len];
     let computed = crc32c::crc32c_append(crc32c::crc32c(&buf[..PAGE_HEADER_LEN - 4]), payload);
     if computed != raw.crc.get() {
-        return Err(FormatError::ChecksumMismatch { stored: raw.crc.get(), computed });
+        return Err(FormatError::ChecksumMismatch {
+            stored: raw.crc.get(),
+            computed,
+        });
     }
     let version = u32::from(raw.version.get());
     if version == 0 || version > FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+        return Err(FormatError::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
     }
     if raw.kind == 0 {
-        return Err(FormatError::InvalidField { field: "page kind", value: 0 });
+        return Err(FormatError::InvalidField {
+            field: "page kind",
+            value: 0,
+        });
     }
     if raw.flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 {
-        return Err(FormatError::InvalidField { field: "page flags", value: raw.flags.into() });
+        return Err(FormatError::InvalidField {
+            field: "page flags",
+            value: raw.flags.into(),
+        });
     }
     if raw.page_id.get() != expected_page_id {
-        return Err(FormatError::Mismatch { field: "page id", expected: expected_page_id, found: raw.page_id.get() });
+        return Err(FormatError::Mismatch {
+            field: "page id",
+            expected: expected_page_id,
+            found: raw.page_id.get(),
+        });
     }
     let header = PageHeader {
         kind: raw.kind,
@@ -134,7 +169,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn sample() -> (PageHeader, Vec<u8>) {
-        let h = PageHeader { kind: 3, flags: 0, page_id: 42, lsn: 99, payload_len: 0 };
+        let h = PageHeader {
+            kind: 3,
+            flags: 0,
+            page_id: 42,
+            lsn: 99,
+            payload_len: 0,
+        };
         (h, encode_page(&h, b"node bytes", 4096))
     }
 
@@ -142,13 +183,19 @@ mod tests {
     fn round_trip() {
         let (h, page) = sample();
         let (got, payload) = decode_page(&page, 42).expect("valid page");
-        assert_eq!((got.kind, got.page_id, got.lsn, payload), (h.kind, 42, 99, &b"node bytes"[..]));
+        assert_eq!(
+            (got.kind, got.page_id, got.lsn, payload),
+            (h.kind, 42, 99, &b"node bytes"[..])
+        );
     }
 
     #[test]
     fn misdirected_page_is_caught() {
         let (_, page) = sample();
-        assert!(matches!(decode_page(&page, 43), Err(FormatError::Mismatch { .. })));
+        assert!(matches!(
+            decode_page(&page, 43),
+            Err(FormatError::Mismatch { .. })
+        ));
     }
 
     #[test]
@@ -157,7 +204,10 @@ mod tests {
         for bit in 0..(PAGE_HEADER_LEN + 10) * 8 {
             let mut bad = good.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(decode_page(&bad, 42).is_err(), "flip of bit {bit} went unnoticed");
+            assert!(
+                decode_page(&bad, 42).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
         }
     }
 

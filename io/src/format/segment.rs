@@ -75,32 +75,59 @@ impl SegmentHeader {
         if bytes.iter().all(|b| *b == 0) {
             return Err(FormatError::Zeroed);
         }
-        let (raw, _) = RawSegmentHeader::read_from_prefix(bytes)
-            .map_err(|_| FormatError::Truncated { needed: SEGMENT_HEADER_LEN as u64, available: buf.len() as u64 })?;
+        let (raw, _) =
+            RawSegmentHeader::read_from_prefix(bytes).map_err(|_| FormatError::Truncated {
+                needed: SEGMENT_HEADER_LEN as u64,
+                available: buf.len() as u64,
+            })?;
         if raw.magic != SEGMENT_MAGIC {
-            return Err(FormatError::BadMagic { found: u64::from_le_bytes(raw.magic) });
+            return Err(FormatError::BadMagic {
+                found: u64::from_le_bytes(raw.magic),
+            });
         }
         let computed = crc32c::crc32c(&bytes[..SEGMENT_HEADER_LEN - 4]);
         if computed != raw.crc.get() {
-            return Err(FormatError::ChecksumMismatch { stored: raw.crc.get(), computed });
+            return Err(FormatError::ChecksumMismatch {
+                stored: raw.crc.get(),
+                computed,
+            });
         }
         let version = raw.version.get();
         if version == 0 || version > FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+            return Err(FormatError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
         if raw.header_len.get() as usize != SEGMENT_HEADER_LEN {
-            return Err(FormatError::InvalidField { field: "segment header length", value: raw.header_len.get().into() });
+            return Err(FormatError::InvalidField {
+                field: "segment header length",
+                value: raw.header_len.get().into(),
+            });
         }
         if raw.reserved.iter().any(|b| *b != 0) {
-            return Err(FormatError::InvalidField { field: "segment header reserved bytes", value: 1 });
+            return Err(FormatError::InvalidField {
+                field: "segment header reserved bytes",
+                value: 1,
+            });
         }
         if raw.first_lsn.get() == 0 {
-            return Err(FormatError::InvalidField { field: "segment first LSN", value: 0 });
+            return Err(FormatError::InvalidField {
+                field: "segment first LSN",
+                value: 0,
+            });
         }
         if raw.segment_size.get() < SEGMENT_HEADER_LEN as u64 {
-            return Err(FormatError::InvalidField { field: "segment size", value: raw.segment_size.get() });
+            return Err(FormatError::InvalidField {
+                field: "segment size",
+                value: raw.segment_size.get(),
+            });
         }
-        Ok(SegmentHeader { seq: raw.seq.get(), first_lsn: raw.first_lsn.get(), segment_size: raw.segment_size.get() })
+        Ok(SegmentHeader {
+            seq: raw.seq.get(),
+            first_lsn: raw.first_lsn.get(),
+            segment_size: raw.segment_size.get(),
+        })
     }
 }
 
@@ -111,18 +138,29 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let h = SegmentHeader { seq: 7, first_lsn: 1234, segment_size: 1 << 20 };
+        let h = SegmentHeader {
+            seq: 7,
+            first_lsn: 1234,
+            segment_size: 1 << 20,
+        };
         assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
     }
 
     #[test]
     fn every_bit_flip_is_detected() {
-        let h = SegmentHeader { seq: 7, first_lsn: 1234, segment_size: 1 << 20 };
+        let h = SegmentHeader {
+            seq: 7,
+            first_lsn: 1234,
+            segment_size: 1 << 20,
+        };
         let good = h.encode();
         for bit in 0..SEGMENT_HEADER_LEN * 8 {
             let mut bad = good;
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(SegmentHeader::decode(&bad).is_err(), "flip of bit {bit} went unnoticed");
+            assert!(
+                SegmentHeader::decode(&bad).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
         }
     }
 

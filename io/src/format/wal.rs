@@ -78,9 +78,21 @@ fn checksum(segment_seq: u64, header_tail: &[u8], payload: &[u8]) -> u32 {
 /// # Panics
 /// If the payload is larger than [`MAX_RECORD_PAYLOAD`] or the LSN is 0: callers check sizes
 /// before they assign LSNs, so this is a programming error.
-pub fn encode_record(out: &mut Vec<u8>, segment_seq: u64, lsn: u64, durable_lsn: u64, payload: &[u8]) {
-    assert!(payload.len() <= MAX_RECORD_PAYLOAD as usize, "WAL payload over the limit");
-    assert!(lsn >= 1 && durable_lsn < lsn, "LSNs start at 1 and the watermark is below the record");
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    segment_seq: u64,
+    lsn: u64,
+    durable_lsn: u64,
+    payload: &[u8],
+) {
+    assert!(
+        payload.len() <= MAX_RECORD_PAYLOAD as usize,
+        "WAL payload over the limit"
+    );
+    assert!(
+        lsn >= 1 && durable_lsn < lsn,
+        "LSNs start at 1 and the watermark is below the record"
+    );
     let mut raw = RawRecordHeader {
         crc: U32::new(0),
         len: U32::new(payload.len() as u32),
@@ -104,14 +116,20 @@ pub fn encode_record(out: &mut Vec<u8>, segment_seq: u64, lsn: u64, durable_lsn:
 /// segment ends here.
 pub fn decode_record(buf: &[u8], segment_seq: u64) -> Result<(RecordHeader, &[u8]), FormatError> {
     need(buf, RECORD_HEADER_LEN)?;
-    let (raw, rest) = RawRecordHeader::read_from_prefix(buf)
-        .map_err(|_| FormatError::Truncated { needed: RECORD_HEADER_LEN as u64, available: buf.len() as u64 })?;
+    let (raw, rest) =
+        RawRecordHeader::read_from_prefix(buf).map_err(|_| FormatError::Truncated {
+            needed: RECORD_HEADER_LEN as u64,
+            available: buf.len() as u64,
+        })?;
     if buf[..RECORD_HEADER_LEN].iter().all(|b| *b == 0) {
         return Err(FormatError::Zeroed);
     }
     let len = raw.len.get();
     if len > MAX_RECORD_PAYLOAD {
-        return Err(FormatError::InvalidField { field: "record length", value: len.into() });
+        return Err(FormatError::InvalidField {
+            field: "record length",
+            value: len.into(),
+        });
     }
     if rest.len() < len as usize {
         return Err(FormatError::Truncated {
@@ -122,23 +140,45 @@ pub fn decode_record(buf: &[u8], segment_seq: u64) -> Result<(RecordHeader, &[u8
     let payload = &rest[..len as usize];
     let computed = checksum(segment_seq, &buf[4..RECORD_HEADER_LEN], payload);
     if computed != raw.crc.get() {
-        return Err(FormatError::ChecksumMismatch { stored: raw.crc.get(), computed });
+        return Err(FormatError::ChecksumMismatch {
+            stored: raw.crc.get(),
+            computed,
+        });
     }
     if raw.kind.get() != KIND_DATA {
-        return Err(FormatError::InvalidField { field: "record kind", value: raw.kind.get().into() });
+        return Err(FormatError::InvalidField {
+            field: "record kind",
+            value: raw.kind.get().into(),
+        });
     }
     if raw.flags.get() != 0 {
-        return Err(FormatError::InvalidField { field: "record flags", value: raw.flags.get().into() });
+        return Err(FormatError::InvalidField {
+            field: "record flags",
+            value: raw.flags.get().into(),
+        });
     }
     if raw.reserved.get() != 0 {
-        return Err(FormatError::InvalidField { field: "record reserved bytes", value: raw.reserved.get().into() });
+        return Err(FormatError::InvalidField {
+            field: "record reserved bytes",
+            value: raw.reserved.get().into(),
+        });
     }
     let lsn = raw.lsn.get();
     let durable_lsn = raw.durable_lsn.get();
     if lsn == 0 || durable_lsn >= lsn {
-        return Err(FormatError::InvalidField { field: "record LSN", value: lsn });
+        return Err(FormatError::InvalidField {
+            field: "record LSN",
+            value: lsn,
+        });
     }
-    Ok((RecordHeader { lsn, durable_lsn, len }, payload))
+    Ok((
+        RecordHeader {
+            lsn,
+            durable_lsn,
+            len,
+        },
+        payload,
+    ))
 }
 
 #[cfg(test)]
@@ -154,7 +194,10 @@ mod tests {
         assert_eq!((h.lsn, h.durable_lsn, h.len, p), (10, 9, 5, &b"hello"[..]));
         assert_eq!(h.frame_len() as usize, buf.len());
         // The same bytes read as part of another segment's life do not validate.
-        assert!(matches!(decode_record(&buf, 4), Err(FormatError::ChecksumMismatch { .. })));
+        assert!(matches!(
+            decode_record(&buf, 4),
+            Err(FormatError::ChecksumMismatch { .. })
+        ));
     }
 
     #[test]
@@ -164,7 +207,10 @@ mod tests {
         for bit in 0..good.len() * 8 {
             let mut bad = good.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(decode_record(&bad, 1).is_err(), "flip of bit {bit} went unnoticed");
+            assert!(
+                decode_record(&bad, 1).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
         }
     }
 
@@ -173,7 +219,10 @@ mod tests {
         assert_eq!(decode_record(&[0u8; 64], 1), Err(FormatError::Zeroed));
         let mut buf = Vec::new();
         encode_record(&mut buf, 1, 1, 0, &[1u8; 100]);
-        assert!(matches!(decode_record(&buf[..50], 1), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            decode_record(&buf[..50], 1),
+            Err(FormatError::Truncated { .. })
+        ));
     }
 
     proptest! {

@@ -16,16 +16,27 @@ fn main() {
         Some("portable") => Backend::Portable,
         _ => Backend::Auto,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let vfs = open_backend(backend).expect("backend");
-        let options = WalOptions { segment_size: 64 << 10, ..WalOptions::default() };
+        let options = WalOptions {
+            segment_size: 64 << 10,
+            ..WalOptions::default()
+        };
         let (wal, _, _) = Wal::open(vfs, dir, options).await.expect("open");
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         std::thread::spawn(move || {
             let mut out = std::io::stdout().lock();
             for line in rx {
-                if out.write_all(line.as_bytes()).and_then(|_| out.flush()).is_err() {
+                if out
+                    .write_all(line.as_bytes())
+                    .and_then(|_| out.flush())
+                    .is_err()
+                {
                     return;
                 }
             }
