@@ -117,6 +117,9 @@ pub struct Outcome {
     pub attempted: HashMap<(usize, usize), Bytes>,
     /// True if opening the log failed.
     pub open_failed: bool,
+    /// The LSN passed to `release_below` (recorded before the call), 0 if none: records
+    /// below it may be gone after recovery.
+    pub released_below: u64,
 }
 
 impl Outcome {
@@ -165,8 +168,11 @@ pub async fn run_workload(disk: &SimDisk, w: &Workload) -> Outcome {
                     Ok(lsn) => {
                         out.lock().expect("outcome lock").acked.insert(lsn, (p, *d));
                         let n = acked_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                        if release_after == Some(n) && wal.release_below(lsn).await.is_err() {
-                            return;
+                        if release_after == Some(n) {
+                            out.lock().expect("outcome lock").released_below = lsn;
+                            if wal.release_below(lsn).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     Err(_) => return,
@@ -199,7 +205,14 @@ pub fn check_recovered(
     records: &[(u64, Bytes)],
     must_have: u64,
 ) -> Result<(), String> {
-    let first = records.first().map(|r| r.0).unwrap_or(1);
+    // Records below a release may be gone; nothing at or above it may be.
+    let floor = outcome.released_below.max(1);
+    let first = records.first().map(|r| r.0).unwrap_or(floor);
+    if first > floor {
+        return Err(format!(
+            "the log starts at LSN {first} but only records below {floor} were released"
+        ));
+    }
     for (i, (lsn, _)) in records.iter().enumerate() {
         if *lsn != first + i as u64 {
             return Err(format!(

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use persistx_io::format::segment::SEGMENT_HEADER_LEN;
@@ -63,6 +63,28 @@ pub(crate) struct LogActor {
     pub(crate) sync_interval: Option<Duration>,
     pub(crate) batches: u64,
     pub(crate) syncs: u64,
+    pub(crate) metrics: LogMetrics,
+}
+
+/// The log's metrics, registered once (the `metrics` facade: free until a recorder is set).
+#[derive(Debug, Clone)]
+pub(crate) struct LogMetrics {
+    /// Callers answered per group commit.
+    group_records: metrics::Histogram,
+    /// Duration of each write + fdatasync (or lone fdatasync).
+    sync_seconds: metrics::Histogram,
+    /// Bytes per write.
+    write_bytes: metrics::Histogram,
+}
+
+impl LogMetrics {
+    pub(crate) fn register() -> LogMetrics {
+        LogMetrics {
+            group_records: metrics::histogram!("persistx_wal_group_records"),
+            sync_seconds: metrics::histogram!("persistx_wal_sync_seconds"),
+            write_bytes: metrics::histogram!("persistx_wal_write_bytes"),
+        }
+    }
 }
 
 impl LogActor {
@@ -86,37 +108,7 @@ impl LogActor {
 
     /// Writes the buffered records (and syncs if asked). On failure the log is poisoned.
     async fn flush(&mut self, sync: bool) -> Result<()> {
-        let last = self.ledger.last_assigned();
-        if !self.buf.is_empty() {
-            let data = Bytes::from(std::mem::take(&mut self.buf));
-            let len = data.len() as u64;
-            let result = if sync {
-                self.tail.file.write_and_sync(self.write_offset, data).await
-            } else {
-                self.tail.file.write_at(self.write_offset, data).await
-            };
-            result?;
-            self.write_offset += len;
-            self.ledger.mark_written(last);
-            self.batches += 1;
-            if sync {
-                self.syncs += 1;
-                self.ledger.mark_synced(last);
-            }
-        } else if sync && self.ledger.synced_lsn() < self.ledger.written_lsn() {
-            self.tail.file.sync_data().await?;
-            self.syncs += 1;
-            self.ledger.mark_synced(self.ledger.written_lsn());
-        } else if sync {
-            self.ledger.mark_synced(self.ledger.written_lsn());
-        }
-        self.shared
-            .written_lsn
-            .store(self.ledger.written_lsn(), Ordering::Release);
-        self.shared
-            .durable_lsn
-            .store(self.ledger.synced_lsn(), Ordering::Release);
-        Ok(())
+        self.flush_upto(self.ledger.last_assigned(), sync).await
     }
 
     /// Encodes a record, first moving to a new segment if it does not fit in the tail.
@@ -129,7 +121,7 @@ impl LogActor {
             // Flush records encoded so far (they precede `lsn`).
             let last = self.ledger.last_assigned();
             debug_assert_eq!(last, lsn, "the record being encoded is the last assigned");
-            self.flush_upto(before).await?;
+            self.flush_upto(before, true).await?;
             let seq = self.tail.header.seq + 1;
             let seg = self
                 .segdir
@@ -144,25 +136,47 @@ impl LogActor {
         Ok(())
     }
 
-    /// Writes and syncs the buffer, which holds records up to `upto`.
-    async fn flush_upto(&mut self, upto: u64) -> Result<()> {
+    /// Writes the buffer, which holds the records up to `upto`, and syncs if asked (also
+    /// when earlier writes are still unsynced).
+    async fn flush_upto(&mut self, upto: u64, sync: bool) -> Result<()> {
         if !self.buf.is_empty() {
             let data = Bytes::from(std::mem::take(&mut self.buf));
             let len = data.len() as u64;
-            self.tail
-                .file
-                .write_and_sync(self.write_offset, data)
-                .await?;
+            let started = Instant::now();
+            if sync {
+                self.tail
+                    .file
+                    .write_and_sync(self.write_offset, data)
+                    .await?;
+            } else {
+                self.tail.file.write_at(self.write_offset, data).await?;
+            }
             self.write_offset += len;
             self.batches += 1;
-            self.syncs += 1;
             self.ledger.mark_written(upto);
-            self.ledger.mark_synced(upto);
-        } else if self.ledger.synced_lsn() < self.ledger.written_lsn() {
+            self.metrics.write_bytes.record(len as f64);
+            if sync {
+                self.syncs += 1;
+                self.ledger.mark_synced(upto);
+                self.metrics
+                    .sync_seconds
+                    .record(started.elapsed().as_secs_f64());
+            }
+        } else if sync && self.ledger.synced_lsn() < self.ledger.written_lsn() {
+            let started = Instant::now();
             self.tail.file.sync_data().await?;
             self.syncs += 1;
             self.ledger.mark_synced(self.ledger.written_lsn());
+            self.metrics
+                .sync_seconds
+                .record(started.elapsed().as_secs_f64());
         }
+        self.shared
+            .written_lsn
+            .store(self.ledger.written_lsn(), Ordering::Release);
+        self.shared
+            .durable_lsn
+            .store(self.ledger.synced_lsn(), Ordering::Release);
         Ok(())
     }
 
@@ -216,6 +230,9 @@ impl LogActor {
         }
         let released = self.ledger.release();
         let group = released.len();
+        if group > 0 {
+            self.metrics.group_records.record(group as f64);
+        }
         for (lsn, reply) in released {
             reply.send(Ok(lsn));
         }

@@ -24,7 +24,7 @@ use persistx_io::format::segment::SEGMENT_HEADER_LEN;
 use persistx_runtime::{ActorConfig, ActorRef};
 
 use crate::error::{Error, Result};
-use actor::{LogActor, LogMsg};
+use actor::{LogActor, LogMetrics, LogMsg};
 pub use commit::{CommitLedger, Durability};
 pub use recovery::RecoveryReport;
 use segment::SegmentDir;
@@ -147,6 +147,7 @@ impl Wal {
             sync_interval: Some(options.sync_interval),
             batches: 0,
             syncs: 0,
+            metrics: LogMetrics::register(),
         };
         let mut config = ActorConfig::new("wal");
         config.mailbox_capacity = options.mailbox_capacity;

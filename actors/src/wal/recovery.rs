@@ -29,9 +29,11 @@ use crate::error::{Error, Result};
 /// What recovery found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
-    /// LSN of the first record still in the log (0 if the log is empty).
+    /// LSN of the first record the log holds or will hold (1 for a new log).
     pub first_lsn: u64,
-    /// LSN of the last record recovered (0 if none). New records continue after it.
+    /// The LSN the log ends at: its last record, or the LSN just below the first segment's
+    /// first LSN when no record is left (all earlier ones were released). New records
+    /// continue after it.
     pub last_lsn: u64,
     /// Records handed to the caller.
     pub records: u64,
@@ -139,6 +141,7 @@ pub(crate) async fn recover(
     if live.is_empty() {
         let tail = segdir.create(1, 1, 0).await?;
         let report = RecoveryReport {
+            first_lsn: 1,
             tail_offset: SEGMENT_HEADER_LEN as u64,
             ..RecoveryReport::default()
         };
@@ -185,6 +188,7 @@ pub(crate) async fn recover(
 
     let mut report = RecoveryReport {
         first_lsn: loaded[0].header.first_lsn,
+        last_lsn: loaded[0].header.first_lsn - 1,
         ..RecoveryReport::default()
     };
     let mut expected = loaded[0].header.first_lsn;
