@@ -30,6 +30,13 @@ pub enum Error {
         /// The failure that poisoned the log.
         cause: String,
     },
+    /// The log is already open, in this process or another; nothing was changed. Close the
+    /// other handle (and let it finish closing) first.
+    #[error("{} is locked: the log is already open (in this or another process)", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// A record is larger than the log accepts. Nothing was written.
     #[error("record of {len} bytes is over the limit of {max} bytes")]
     RecordTooLarge {
@@ -55,6 +62,7 @@ impl From<persistx_io::Error> for Error {
             persistx_io::Error::Corruption { file, offset, what } => {
                 Error::Corruption { file, offset, what }
             }
+            persistx_io::Error::Locked { path } => Error::Locked { path },
             other => Error::Io(other),
         }
     }

@@ -41,6 +41,12 @@ pub enum Error {
         /// What was wrong, e.g. the expected and found checksums.
         what: String,
     },
+    /// Another holder (this process or another) has the lock: the database is open elsewhere.
+    #[error("{} is locked: the database is already open (in this or another process)", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// The backend's driver thread stopped (it panicked or the database was closed).
     #[error("the {backend} I/O backend is no longer running")]
     BackendGone {

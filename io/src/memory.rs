@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::vfs::{File, OpenMode, Vfs};
+use crate::vfs::{File, LockGuard, LockRegistry, OpenMode, Vfs};
 
 type Data = Arc<Mutex<Vec<u8>>>;
 
@@ -23,6 +23,7 @@ struct Tree {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryVfs {
     tree: Arc<Mutex<Tree>>,
+    locks: LockRegistry,
 }
 
 impl MemoryVfs {
@@ -123,6 +124,10 @@ impl Vfs for MemoryVfs {
 
     async fn exists(&self, path: &Path) -> Result<bool> {
         Ok(self.with(|t| t.files.contains_key(path) || t.dirs.contains(path)))
+    }
+
+    async fn lock(&self, path: &Path) -> Result<LockGuard> {
+        self.locks.lock(path)
     }
 }
 

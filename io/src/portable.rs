@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::vfs::{File, OpenMode, Vfs};
+use crate::vfs::{File, LockGuard, OpenMode, Vfs, lock_file_blocking};
 
 const BACKEND: &str = "portable";
 /// Requests queued for the I/O threads before callers wait for room.
@@ -150,6 +150,11 @@ impl Vfs for PortableVfs {
         let p = path.to_path_buf();
         self.run(move || p.try_exists().map_err(|e| Error::io("stat", &p, None, e)))
             .await
+    }
+
+    async fn lock(&self, path: &Path) -> Result<LockGuard> {
+        let p = path.to_path_buf();
+        self.run(move || lock_file_blocking(&p)).await
     }
 }
 

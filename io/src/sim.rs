@@ -27,7 +27,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::memory::{read_from, write_into};
-use crate::vfs::{File, OpenMode, Vfs, parent_dir};
+use crate::vfs::{File, LockGuard, LockRegistry, OpenMode, Vfs, parent_dir};
 
 /// The disk image a crash leaves behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,9 +168,13 @@ fn not_found(op: &'static str, path: &Path) -> Error {
 }
 
 /// The simulated disk. Cloning shares it.
+///
+/// Locks ([`Vfs::lock`]) live in a registry of the disk, not in its files, and are not
+/// counted as I/O operations; a crash image starts with no lock held.
 #[derive(Debug, Clone, Default)]
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
+    locks: LockRegistry,
 }
 
 impl SimDisk {
@@ -283,6 +287,7 @@ impl SimDisk {
             };
             SimDisk {
                 state: Arc::new(Mutex::new(state)),
+                locks: LockRegistry::default(),
             }
         })
     }
@@ -420,6 +425,10 @@ impl Vfs for SimDisk {
 
     async fn exists(&self, path: &Path) -> Result<bool> {
         Ok(self.with(|s| s.live_names.contains_key(path) || s.dirs.contains(path)))
+    }
+
+    async fn lock(&self, path: &Path) -> Result<LockGuard> {
+        self.locks.lock(path)
     }
 }
 

@@ -90,7 +90,7 @@ mod linux {
 
     use super::{BACKEND, IN_FLIGHT_MAX, QUEUE_CAPACITY};
     use crate::error::{Error, Result};
-    use crate::vfs::{File, OpenMode, Vfs};
+    use crate::vfs::{File, LockGuard, OpenMode, Vfs, lock_file_blocking};
 
     /// Submission queue entries of the ring (the completion queue is twice as large).
     const RING_ENTRIES: u32 = 256;
@@ -349,6 +349,21 @@ mod linux {
             let p = path.to_path_buf();
             self.call(path, |reply| Request::Exists { path: p, reply })
                 .await
+        }
+
+        async fn lock(&self, path: &Path) -> Result<LockGuard> {
+            // A rare, quick call: the caller's blocking pool, not the ring.
+            let p = path.to_path_buf();
+            tokio::task::spawn_blocking(move || lock_file_blocking(&p))
+                .await
+                .map_err(|e| {
+                    Error::io(
+                        "lock",
+                        path,
+                        None,
+                        io::Error::other(format!("the blocking task failed: {e}")),
+                    )
+                })?
         }
     }
 

@@ -57,6 +57,89 @@ pub trait Vfs: Send + Sync + Debug + 'static {
     async fn sync_dir(&self, path: &Path) -> Result<()>;
     /// True if the path exists.
     async fn exists(&self, path: &Path) -> Result<bool>;
+    /// Takes the exclusive lock named by `path` (on real file systems an advisory `flock` of
+    /// that file, created if missing), held until the guard is dropped. Fails at once with
+    /// [`crate::Error::Locked`] if another holder has it, in this process or another.
+    async fn lock(&self, path: &Path) -> Result<LockGuard>;
+}
+
+/// An exclusive lock from [`Vfs::lock`]; dropping it releases the lock.
+pub struct LockGuard {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl LockGuard {
+    /// Wraps whatever keeps the lock held (an open locked file, a registry entry).
+    pub fn new(held: impl Send + Sync + 'static) -> LockGuard {
+        LockGuard {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LockGuard")
+    }
+}
+
+/// A process-local lock registry for backends without a real file system (memory, sim).
+#[derive(Debug, Clone, Default)]
+pub struct LockRegistry {
+    held: Arc<std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>,
+}
+
+struct Registered {
+    registry: LockRegistry,
+    path: PathBuf,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.path);
+    }
+}
+
+impl LockRegistry {
+    /// Takes the lock named `path`, or fails with [`crate::Error::Locked`].
+    pub fn lock(&self, path: &Path) -> Result<LockGuard> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !held.insert(path.to_path_buf()) {
+            return Err(crate::Error::Locked {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(LockGuard::new(Registered {
+            registry: self.clone(),
+            path: path.to_path_buf(),
+        }))
+    }
+}
+
+/// Takes an advisory exclusive lock on the file at `path` with a blocking call (creating the
+/// file if missing). For the real backends, run on their I/O threads.
+pub(crate) fn lock_file_blocking(path: &Path) -> Result<LockGuard> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| crate::Error::io("open lock file", path, None, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(LockGuard::new(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::Error::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(crate::Error::io("lock", path, None, e)),
+    }
 }
 
 /// An open file. Positioned I/O only: there is no cursor, so one handle serves many callers.

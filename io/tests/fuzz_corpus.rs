@@ -561,7 +561,7 @@ proptest! {
     fn mutated_wal_record_is_detected_or_unchanged(
         payload in proptest::collection::vec(any::<u8>(), 0..200),
         seq in any::<u64>(),
-        lsn in 1u64..u64::MAX,
+        lsn in 1u64..=persistx_io::format::wal::MAX_LSN,
         durable_back in 1u64..1000,
         m in mutation(),
     ) {
@@ -582,9 +582,9 @@ proptest! {
 
     #[test]
     fn mutated_segment_header_is_detected(
-        seq in any::<u64>(),
-        first_lsn in 1u64..u64::MAX,
-        segment_size in (SEGMENT_HEADER_LEN as u64)..u64::MAX,
+        seq in 0u64..=persistx_io::format::segment::MAX_SEQ,
+        first_lsn in 1u64..=persistx_io::format::wal::MAX_LSN,
+        segment_size in (SEGMENT_HEADER_LEN as u64)..=persistx_io::format::segment::MAX_SEGMENT_SIZE,
         m in mutation(),
     ) {
         let original = SegmentHeader { seq, first_lsn, segment_size };

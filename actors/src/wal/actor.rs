@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use persistx_io::format::segment::SEGMENT_HEADER_LEN;
-use persistx_io::format::wal::{MAX_RECORD_PAYLOAD, encode_record, frame_len};
+use persistx_io::format::wal::{MAX_LSN, MAX_RECORD_PAYLOAD, encode_record, frame_len};
 use persistx_runtime::{Actor, Reply};
 
 use super::commit::{CommitLedger, Durability};
@@ -64,6 +64,8 @@ pub(crate) struct LogActor {
     pub(crate) batches: u64,
     pub(crate) syncs: u64,
     pub(crate) metrics: LogMetrics,
+    /// Held while the actor lives: released when its state drops, after `on_stop`.
+    pub(crate) _lock: persistx_io::vfs::LockGuard,
 }
 
 /// The log's metrics, registered once (the `metrics` facade: free until a recorder is set).
@@ -190,6 +192,12 @@ impl LogActor {
                 len: payload.len() as u64,
                 max: MAX_RECORD_PAYLOAD.into(),
             }));
+            return;
+        }
+        if self.ledger.last_assigned() >= MAX_LSN {
+            reply.send(Err(Error::InvalidArgument(format!(
+                "the log has used every LSN up to {MAX_LSN}"
+            ))));
             return;
         }
         let lsn = self.ledger.assign(durability, reply);

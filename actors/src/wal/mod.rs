@@ -29,10 +29,13 @@ pub use commit::{CommitLedger, Durability};
 pub use recovery::RecoveryReport;
 use segment::SegmentDir;
 
+/// The lock file in the WAL directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
 /// Options of the write-ahead log.
 #[derive(Debug, Clone)]
 pub struct WalOptions {
-    /// Preallocated size of each segment file (default 16 MiB, at least 4 KiB).
+    /// Preallocated size of each segment file (default 16 MiB, 4 KiB to 1 GiB).
     pub segment_size: u64,
     /// The durability of [`Wal::append`] (default [`Durability::Immediate`]).
     pub durability: Durability,
@@ -111,9 +114,10 @@ impl Wal {
         mut on_record: impl FnMut(u64, &[u8]) -> Result<()> + Send,
     ) -> Result<(Wal, RecoveryReport)> {
         let dir = dir.into();
-        if options.segment_size < 4096 {
+        let max = persistx_io::format::segment::MAX_SEGMENT_SIZE;
+        if !(4096..=max).contains(&options.segment_size) {
             return Err(Error::InvalidArgument(format!(
-                "WAL segment size {} is below the minimum of 4096 bytes",
+                "WAL segment size {} is outside 4096..={max} bytes",
                 options.segment_size
             )));
         }
@@ -129,6 +133,13 @@ impl Wal {
             spares: Vec::new(),
             next_spare: 0,
         };
+        // One log actor per directory: a second one would hand out the same LSNs and
+        // overwrite acknowledged records. The lock lives as long as the actor's state.
+        if !vfs.exists(&dir).await? {
+            vfs.create_dir_all(&dir).await?;
+            vfs.sync_dir(&persistx_io::vfs::parent_dir(&dir)).await?;
+        }
+        let lock = vfs.lock(&dir.join(LOCK_FILE)).await?;
         let recovered = recovery::recover(&mut segdir, &mut on_record).await?;
         let report = recovered.report.clone();
         let last = report.last_lsn.max(recovered.tail.header.first_lsn - 1);
@@ -148,6 +159,7 @@ impl Wal {
             batches: 0,
             syncs: 0,
             metrics: LogMetrics::register(),
+            _lock: lock,
         };
         let mut config = ActorConfig::new("wal");
         config.mailbox_capacity = options.mailbox_capacity;

@@ -20,7 +20,9 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use persistx_io::format::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
-use persistx_io::format::wal::{RECORD_ALIGN, RECORD_HEADER_LEN, decode_record};
+use persistx_io::format::wal::{
+    RECORD_ALIGN, RECORD_HEADER_LEN, decode_record, peek_record_header,
+};
 use persistx_io::{OpenMode, format::FormatError};
 
 use super::segment::{Segment, SegmentDir, is_spare_name, is_temp_name, parse_segment_name};
@@ -39,7 +41,8 @@ pub struct RecoveryReport {
     pub records: u64,
     /// Live segments kept.
     pub segments: u64,
-    /// True if a torn or unsynced tail was cut off.
+    /// True if recovery cut records off the end (a torn last write, or unsynced records
+    /// past a gap).
     pub trimmed: bool,
     /// Offset in the tail segment where new records will be written.
     pub tail_offset: u64,
@@ -80,28 +83,37 @@ fn format_err(path: &std::path::Path, offset: u64, e: FormatError) -> Error {
     Error::from(e.at(path, offset))
 }
 
-/// Searches `bytes` from `from` for records that validate under `seq` with an LSN of at
-/// least `min_lsn`.
-fn find_strays(bytes: &[u8], seq: u64, from: u64, min_lsn: u64) -> Vec<Stray> {
+/// Searches `bytes` (a whole segment numbered `seq`, whose first LSN is `seg_first_lsn`)
+/// from `from` for records that validate with an LSN of at least `min_lsn`.
+///
+/// Most of what it reads is zeros or stale bytes of a recycled file, so each 8-byte offset
+/// is first filtered by fields a record of this segment must have (no checksum work): its LSN
+/// fits among the records the segment can hold, its watermark is at least the LSN before
+/// the segment (the previous segment was synced before this one existed), its frame fits.
+fn find_strays(bytes: &[u8], seq: u64, seg_first_lsn: u64, from: u64, min_lsn: u64) -> Vec<Stray> {
     let mut out = Vec::new();
+    let max_lsn = seg_first_lsn.saturating_add((bytes.len() / RECORD_HEADER_LEN) as u64);
     let mut off = (from as usize).next_multiple_of(RECORD_ALIGN);
     while off + RECORD_HEADER_LEN <= bytes.len() {
         let window = &bytes[off..];
-        if window[..RECORD_HEADER_LEN].iter().all(|b| *b == 0) {
-            off += RECORD_ALIGN;
-            continue;
-        }
-        match decode_record(window, seq) {
-            Ok((h, _)) if h.lsn >= min_lsn => {
+        let plausible = peek_record_header(window).is_some_and(|h| {
+            h.lsn >= min_lsn.max(seg_first_lsn)
+                && h.lsn <= max_lsn
+                && h.durable_lsn + 1 >= seg_first_lsn
+                && h.frame_len() <= window.len() as u64
+        });
+        if plausible {
+            if let Ok((h, _)) = decode_record(window, seq) {
                 out.push(Stray {
                     offset: off as u64,
                     frame_len: h.frame_len(),
                     durable_lsn: h.durable_lsn,
                 });
                 off += h.frame_len() as usize;
+                continue;
             }
-            _ => off += RECORD_ALIGN,
         }
+        off += RECORD_ALIGN;
     }
     out
 }
@@ -130,6 +142,8 @@ pub(crate) async fn recover(
                 .parse::<u64>()
                 .unwrap_or(0);
             segdir.next_spare = segdir.next_spare.max(n);
+        } else if name == super::LOCK_FILE {
+            // The directory lock, held by this open.
         } else if is_temp_name(&name) {
             vfs.remove_file(&dir.join(&name)).await?;
         } else {
@@ -157,8 +171,21 @@ pub(crate) async fn recover(
     for (seq, path) in live {
         let file = vfs.open(&path, OpenMode::ReadWrite).await?;
         let len = file.len().await?;
+        let head = file.read_at(0, SEGMENT_HEADER_LEN).await?;
+        let header = SegmentHeader::decode(&head).map_err(|e| format_err(&path, 0, e))?;
+        // A live segment is always exactly as long as its header says (it is preallocated
+        // before it gets its name): anything else is a truncated or damaged file.
+        if len != header.segment_size {
+            return Err(corrupt(
+                &path,
+                len.min(header.segment_size),
+                format!(
+                    "segment file is {len} bytes but its header says {}",
+                    header.segment_size
+                ),
+            ));
+        }
         let bytes = file.read_at(0, len as usize).await?;
-        let header = SegmentHeader::decode(&bytes).map_err(|e| format_err(&path, 0, e))?;
         if header.seq != seq {
             return Err(corrupt(
                 &path,
@@ -232,7 +259,13 @@ pub(crate) async fn recover(
             }
         }
         tail_offset = off as u64;
-        let strays = find_strays(&seg.bytes, seg.seq, off as u64, expected);
+        let strays = find_strays(
+            &seg.bytes,
+            seg.seq,
+            seg.header.first_lsn,
+            off as u64,
+            expected,
+        );
         if !strays.is_empty() {
             return cut(
                 segdir,
@@ -278,8 +311,19 @@ async fn cut(
     path: PathBuf,
 ) -> Result<Recovered> {
     let mut watermark = strays.iter().map(|s| s.durable_lsn).max().unwrap_or(0);
+    // The next segment exists only once this one was synced to its end: its first LSN - 1
+    // is durable too.
+    if let Some(next) = loaded.get(at + 1) {
+        watermark = watermark.max(next.header.first_lsn - 1);
+    }
     for l in &loaded[at + 1..] {
-        for s in find_strays(&l.bytes, l.seq, SEGMENT_HEADER_LEN as u64, 0) {
+        for s in find_strays(
+            &l.bytes,
+            l.seq,
+            l.header.first_lsn,
+            SEGMENT_HEADER_LEN as u64,
+            0,
+        ) {
             watermark = watermark.max(s.durable_lsn);
         }
     }
@@ -343,7 +387,9 @@ async fn finish(
     // process crash): make them durable before anything is built on them.
     file.sync_data().await?;
     let rest = loaded[at].bytes.get(offset as usize..).unwrap_or(&[]);
-    report.trimmed = trimmed || !rest.iter().all(|b| *b == 0);
+    // A header of the next record without its whole frame: a torn last write.
+    let torn = peek_record_header(rest).is_some_and(|h| h.lsn == report.last_lsn + 1);
+    report.trimmed = trimmed || torn;
     report.segments = kept.len() as u64;
     report.tail_offset = offset;
     let tail = Segment {

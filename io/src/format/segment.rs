@@ -19,6 +19,10 @@ use super::{FORMAT_VERSION, FormatError, need};
 
 /// Length of the segment header; the first record starts here.
 pub const SEGMENT_HEADER_LEN: usize = 64;
+/// The largest segment the format allows (1 GiB).
+pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
+/// The largest segment sequence number (2^62), so `seq + 1` never overflows.
+pub const MAX_SEQ: u64 = 1 << 62;
 /// The segment magic.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"PXWALSEG";
 
@@ -109,6 +113,24 @@ impl SegmentHeader {
             return Err(FormatError::InvalidField {
                 field: "segment header reserved bytes",
                 value: 1,
+            });
+        }
+        if raw.seq.get() > MAX_SEQ {
+            return Err(FormatError::InvalidField {
+                field: "segment sequence number",
+                value: raw.seq.get(),
+            });
+        }
+        if raw.first_lsn.get() > super::wal::MAX_LSN {
+            return Err(FormatError::InvalidField {
+                field: "segment first LSN",
+                value: raw.first_lsn.get(),
+            });
+        }
+        if raw.segment_size.get() > MAX_SEGMENT_SIZE {
+            return Err(FormatError::InvalidField {
+                field: "segment size",
+                value: raw.segment_size.get(),
             });
         }
         if raw.first_lsn.get() == 0 {
