@@ -98,7 +98,7 @@ async fn demo(items: u64, producers: u64, dir: PathBuf, backend: Backend) -> Res
             for i in 0..share {
                 let lsn = wal.append_with(item(p, i), Durability::Immediate).await?;
                 acked.push((lsn, p, i));
-                if done.fetch_add(1, Ordering::Relaxed) % 256 == 0 {
+                if done.fetch_add(1, Ordering::Relaxed).is_multiple_of(256) {
                     bar.set_position(done.load(Ordering::Relaxed));
                 }
             }

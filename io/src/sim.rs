@@ -587,7 +587,7 @@ mod tests {
                 let img = d.crash_image(CrashImage::TornLast, seed);
                 let bytes = img.file_bytes(Path::new("/db/a")).expect("live name kept");
                 assert!(
-                    bytes.len() % 512 == 0 && bytes.len() < 2048,
+                    bytes.len().is_multiple_of(512) && bytes.len() < 2048,
                     "torn to {}",
                     bytes.len()
                 );

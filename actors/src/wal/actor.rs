@@ -230,11 +230,11 @@ impl LogActor {
         }
         let sync = self.ledger.needs_sync();
         let write = sync || self.ledger.needs_write() || self.buf.len() >= NONE_BUFFER_MAX;
-        if write || sync {
-            if let Err(e) = self.flush(sync).await {
-                self.poison(&e);
-                return;
-            }
+        if (write || sync)
+            && let Err(e) = self.flush(sync).await
+        {
+            self.poison(&e);
+            return;
         }
         let released = self.ledger.release();
         let group = released.len();
@@ -278,10 +278,11 @@ impl Actor for LogActor {
                 }
                 LogMsg::Release { below, reply } => {
                     let r = self.release(below).await;
-                    if let Err(e) = &r {
-                        if self.poisoned.is_none() && !matches!(e, Error::Poisoned { .. }) {
-                            self.poison(e);
-                        }
+                    if let Err(e) = &r
+                        && self.poisoned.is_none()
+                        && !matches!(e, Error::Poisoned { .. })
+                    {
+                        self.poison(e);
                     }
                     reply.send(r);
                 }

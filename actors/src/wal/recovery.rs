@@ -102,16 +102,14 @@ fn find_strays(bytes: &[u8], seq: u64, seg_first_lsn: u64, from: u64, min_lsn: u
                 && h.durable_lsn + 1 >= seg_first_lsn
                 && h.frame_len() <= window.len() as u64
         });
-        if plausible {
-            if let Ok((h, _)) = decode_record(window, seq) {
-                out.push(Stray {
-                    offset: off as u64,
-                    frame_len: h.frame_len(),
-                    durable_lsn: h.durable_lsn,
-                });
-                off += h.frame_len() as usize;
-                continue;
-            }
+        if plausible && let Ok((h, _)) = decode_record(window, seq) {
+            out.push(Stray {
+                offset: off as u64,
+                frame_len: h.frame_len(),
+                durable_lsn: h.durable_lsn,
+            });
+            off += h.frame_len() as usize;
+            continue;
         }
         off += RECORD_ALIGN;
     }
@@ -196,14 +194,14 @@ pub(crate) async fn recover(
                 ),
             ));
         }
-        if let Some(prev) = loaded.last() {
-            if seq != prev.seq + 1 {
-                return Err(corrupt(
-                    &path,
-                    0,
-                    format!("segment {} is missing before segment {seq}", prev.seq + 1),
-                ));
-            }
+        if let Some(prev) = loaded.last()
+            && seq != prev.seq + 1
+        {
+            return Err(corrupt(
+                &path,
+                0,
+                format!("segment {} is missing before segment {seq}", prev.seq + 1),
+            ));
         }
         loaded.push(Loaded {
             seq,
