@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::vfs::{File, LockGuard, LockRegistry, OpenMode, Vfs};
+use crate::vfs::{File, LockGuard, LockRegistry, OpenMode, Vfs, check_direct};
 
 type Data = Arc<Mutex<Vec<u8>>>;
 
@@ -71,6 +71,7 @@ impl Vfs for MemoryVfs {
         Ok(Arc::new(MemoryFile {
             path: path.to_path_buf(),
             data,
+            direct: mode == OpenMode::DirectDurable,
         }))
     }
 
@@ -136,6 +137,8 @@ impl Vfs for MemoryVfs {
 pub struct MemoryFile {
     path: PathBuf,
     data: Data,
+    /// Opened as [`OpenMode::DirectDurable`]: writes must be aligned.
+    direct: bool,
 }
 
 impl MemoryFile {
@@ -175,6 +178,9 @@ impl File for MemoryFile {
     }
 
     async fn write_at(&self, offset: u64, data: Bytes) -> Result<()> {
+        if self.direct {
+            check_direct(&self.path, offset, data.len())?;
+        }
         self.with(|b| write_into(b, offset, &data));
         Ok(())
     }

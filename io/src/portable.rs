@@ -6,7 +6,7 @@
 //! from it) is dropped.
 
 use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::vfs::{File, LockGuard, OpenMode, Vfs, lock_file_blocking};
+use crate::vfs::{File, LockGuard, OpenMode, Vfs, aligned_copy, check_direct, lock_file_blocking};
 
 const BACKEND: &str = "portable";
 /// Requests queued for the I/O threads before callers wait for room.
@@ -94,11 +94,17 @@ impl Vfs for PortableVfs {
                     OpenMode::CreateOrOpen => {
                         o.write(true).create(true);
                     }
+                    OpenMode::DirectDurable => {
+                        o.read(false)
+                            .write(true)
+                            .custom_flags(libc::O_DIRECT | libc::O_DSYNC);
+                    }
                 }
                 o.open(&p).map_err(|e| Error::io("open", &p, None, e))
             })
             .await?;
         Ok(Arc::new(PortableFile {
+            direct: mode == OpenMode::DirectDurable,
             file: Arc::new(file),
             path,
             jobs: self.jobs.clone(),
@@ -168,6 +174,8 @@ pub(crate) fn sync_dir_blocking(path: &Path) -> Result<()> {
 /// A file of the portable backend.
 #[derive(Debug)]
 pub struct PortableFile {
+    /// Opened with `O_DIRECT | O_DSYNC`: writes go through an aligned copy.
+    direct: bool,
     file: Arc<std::fs::File>,
     path: PathBuf,
     jobs: flume::Sender<Job>,
@@ -204,6 +212,27 @@ fn write_full(file: &std::fs::File, path: &Path, offset: u64, data: &[u8]) -> Re
         .map_err(|e| Error::io("write", path, Some(offset), e))
 }
 
+fn write_any(
+    direct: bool,
+    file: &std::fs::File,
+    path: &Path,
+    offset: u64,
+    data: &[u8],
+) -> Result<()> {
+    if direct {
+        write_direct(file, path, offset, data)
+    } else {
+        write_full(file, path, offset, data)
+    }
+}
+
+/// A write on an `O_DIRECT | O_DSYNC` file: aligned offset, length and memory.
+fn write_direct(file: &std::fs::File, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+    check_direct(path, offset, data.len())?;
+    let (buf, start) = aligned_copy(data);
+    write_full(file, path, offset, &buf[start..start + data.len()])
+}
+
 #[async_trait]
 impl File for PortableFile {
     fn path(&self) -> &Path {
@@ -215,13 +244,16 @@ impl File for PortableFile {
     }
 
     async fn write_at(&self, offset: u64, data: Bytes) -> Result<()> {
-        self.run(move |f, p| write_full(f, p, offset, &data)).await
+        let direct = self.direct;
+        self.run(move |f, p| write_any(direct, f, p, offset, &data))
+            .await
     }
 
     async fn write_batch(&self, writes: Vec<(u64, Bytes)>) -> Result<()> {
+        let direct = self.direct;
         self.run(move |f, p| {
             for (offset, data) in &writes {
-                write_full(f, p, *offset, data)?;
+                write_any(direct, f, p, *offset, data)?;
             }
             Ok(())
         })
@@ -229,8 +261,9 @@ impl File for PortableFile {
     }
 
     async fn write_and_sync(&self, offset: u64, data: Bytes) -> Result<()> {
+        let direct = self.direct;
         self.run(move |f, p| {
-            write_full(f, p, offset, &data)?;
+            write_any(direct, f, p, offset, &data)?;
             f.sync_data()
                 .map_err(|e| Error::io("sync_data", p, None, e))
         })

@@ -27,7 +27,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
 use crate::memory::{read_from, write_into};
-use crate::vfs::{File, LockGuard, LockRegistry, OpenMode, Vfs, parent_dir};
+use crate::vfs::{File, LockGuard, LockRegistry, OpenMode, Vfs, check_direct, parent_dir};
 
 /// The disk image a crash leaves behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,6 +361,7 @@ impl Vfs for SimDisk {
             disk: self.clone(),
             id,
             path: path.to_path_buf(),
+            direct: mode == OpenMode::DirectDurable,
         }))
     }
 
@@ -438,6 +439,9 @@ pub struct SimFile {
     disk: SimDisk,
     id: FileId,
     path: PathBuf,
+    /// Opened as [`OpenMode::DirectDurable`]: each write is checked for alignment and
+    /// followed by a sync (two operations, so a crash can fall between them and tear it).
+    direct: bool,
 }
 
 impl SimFile {
@@ -488,6 +492,13 @@ impl File for SimFile {
     }
 
     async fn write_at(&self, offset: u64, data: Bytes) -> Result<()> {
+        if self.direct {
+            check_direct(&self.path, offset, data.len())?;
+            return self.disk.with(|s| {
+                self.write(s, offset, &data)?;
+                self.sync(s, "direct write (O_DSYNC)")
+            });
+        }
         self.disk.with(|s| self.write(s, offset, &data))
     }
 

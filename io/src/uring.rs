@@ -90,7 +90,9 @@ mod linux {
 
     use super::{BACKEND, IN_FLIGHT_MAX, QUEUE_CAPACITY};
     use crate::error::{Error, Result};
-    use crate::vfs::{File, LockGuard, OpenMode, Vfs, lock_file_blocking};
+    use crate::vfs::{
+        File, LockGuard, OpenMode, Vfs, aligned_copy, check_direct, lock_file_blocking,
+    };
 
     /// Submission queue entries of the ring (the completion queue is twice as large).
     const RING_ENTRIES: u32 = 256;
@@ -495,6 +497,10 @@ mod linux {
     struct OpenFile {
         ring: tokio_uring::fs::File,
         std: Arc<std::fs::File>,
+        /// Opened with `O_DIRECT | O_DSYNC`: writes go from an aligned copy and are durable
+        /// when they complete (no io-wq punt, no separate fsync).
+        direct: bool,
+        path: PathBuf,
     }
 
     /// The driver's state, shared by its local tasks.
@@ -807,6 +813,7 @@ mod linux {
     }
 
     async fn open(driver: &Driver, path: PathBuf, mode: OpenMode) -> Answer<u64> {
+        let path_for_file = path.clone();
         let std = blocking("open", None, move || {
             let mut o = std::fs::OpenOptions::new();
             o.read(true);
@@ -821,6 +828,12 @@ mod linux {
                 OpenMode::CreateOrOpen => {
                     o.write(true).create(true);
                 }
+                OpenMode::DirectDurable => {
+                    std::os::unix::fs::OpenOptionsExt::custom_flags(
+                        o.write(true),
+                        libc::O_DIRECT | libc::O_DSYNC,
+                    );
+                }
             }
             let file = o.open(&path)?;
             let dup = file.try_clone()?;
@@ -833,6 +846,8 @@ mod linux {
         let open = OpenFile {
             ring: tokio_uring::fs::File::from_std(file),
             std: Arc::new(dup),
+            direct: mode == OpenMode::DirectDurable,
+            path: path_for_file,
         };
         driver.files.borrow_mut().insert(id, Rc::new(open));
         Ok(id)
@@ -866,6 +881,22 @@ mod linux {
 
     /// Writes all of `data` (`write_all_at` loops over short writes).
     async fn write(f: &OpenFile, offset: u64, data: Bytes) -> Answer<()> {
+        if f.direct {
+            check_direct(&f.path, offset, data.len()).map_err(|e| {
+                Failure::new(
+                    "direct write",
+                    Some(offset),
+                    io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+                )
+            })?;
+            let len = data.len();
+            let (buf, start) = aligned_copy(&data);
+            let (res, _) = f
+                .ring
+                .write_all_at(buf.slice(start..start + len), offset)
+                .await;
+            return res.map_err(|e| Failure::new("direct write", Some(offset), e));
+        }
         // Zero-copy when `data` is the only handle to a `Vec`-backed buffer, else one copy.
         let (res, _) = f.ring.write_all_at(Vec::from(data), offset).await;
         res.map_err(|e| Failure::new("write", Some(offset), e))
@@ -875,6 +906,13 @@ mod linux {
     /// finished on its own. After a failure no further writes are submitted, the ones in flight
     /// are awaited, and the first failure is returned.
     async fn write_batch(f: &OpenFile, writes: Vec<(u64, Bytes)>) -> Answer<()> {
+        if f.direct {
+            // Durable direct writes each need an aligned copy; keep them in order.
+            for (offset, data) in writes {
+                write(f, offset, data).await?;
+            }
+            return Ok(());
+        }
         let mut first_failure: Option<Failure> = None;
         let mut writes = writes.into_iter().filter(|(_, data)| !data.is_empty());
         while first_failure.is_none() {

@@ -25,6 +25,44 @@ pub enum OpenMode {
     CreateNew,
     /// Open the file, creating it empty if it is missing.
     CreateOrOpen,
+    /// Open an existing file, write-only, for durable direct writes (`O_DIRECT | O_DSYNC`):
+    /// each write is on stable storage when it returns, bypassing the page cache, with no
+    /// separate sync. Read through another handle.
+    /// Offsets and lengths of writes must be multiples of [`DIRECT_ALIGN`]. Backends without
+    /// such a path (memory, sim) emulate it with write + sync; a file system that refuses
+    /// `O_DIRECT` (tmpfs) fails the open with an I/O error of kind `InvalidInput`.
+    DirectDurable,
+}
+
+/// Alignment of offsets and lengths for [`OpenMode::DirectDurable`] writes.
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// Checks a direct write's alignment; misaligned writes are a caller's bug, reported as an
+/// `InvalidInput` I/O error rather than left to the kernel.
+pub(crate) fn check_direct(path: &Path, offset: u64, len: usize) -> crate::Result<()> {
+    if offset % DIRECT_ALIGN as u64 != 0 || len % DIRECT_ALIGN != 0 {
+        return Err(crate::Error::io(
+            "direct write",
+            path,
+            Some(offset),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "direct writes need offset and length aligned to {DIRECT_ALIGN}; got {len} bytes"
+                ),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Copies `data` into a fresh buffer whose start is aligned to [`DIRECT_ALIGN`] in memory,
+/// as `O_DIRECT` requires. Returns the buffer and the offset of the aligned start.
+pub(crate) fn aligned_copy(data: &[u8]) -> (Vec<u8>, usize) {
+    let mut buf = vec![0u8; data.len() + DIRECT_ALIGN];
+    let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+    buf[start..start + data.len()].copy_from_slice(data);
+    (buf, start)
 }
 
 impl OpenMode {
