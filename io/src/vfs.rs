@@ -40,7 +40,7 @@ pub const DIRECT_ALIGN: usize = 4096;
 /// Checks a direct write's alignment; misaligned writes are a caller's bug, reported as an
 /// `InvalidInput` I/O error rather than left to the kernel.
 pub(crate) fn check_direct(path: &Path, offset: u64, len: usize) -> crate::Result<()> {
-    if offset % DIRECT_ALIGN as u64 != 0 || len % DIRECT_ALIGN != 0 {
+    if !offset.is_multiple_of(DIRECT_ALIGN as u64) || !len.is_multiple_of(DIRECT_ALIGN) {
         return Err(crate::Error::io(
             "direct write",
             path,
