@@ -77,6 +77,9 @@ impl Workload {
             segment_size: self.segment_size,
             // No timer-driven syncs: keeps runs on a current-thread runtime deterministic.
             sync_interval: std::time::Duration::from_secs(3600),
+            // Both write paths: durable direct writes of whole blocks, and buffered writes
+            // with fdatasync.
+            direct_io: self.seed % 2 == 0,
             ..WalOptions::default()
         }
     }

@@ -14,8 +14,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use persistx_io::OpenMode;
 use persistx_io::format::segment::SEGMENT_HEADER_LEN;
 use persistx_io::format::wal::{MAX_LSN, MAX_RECORD_PAYLOAD, encode_record, frame_len};
+use persistx_io::vfs::DIRECT_ALIGN;
 use persistx_runtime::{Actor, Reply};
 
 use super::commit::{CommitLedger, Durability};
@@ -66,6 +68,59 @@ pub(crate) struct LogActor {
     pub(crate) metrics: LogMetrics,
     /// Held while the actor lives: released when its state drops, after `on_stop`.
     pub(crate) _lock: persistx_io::vfs::LockGuard,
+    /// The direct-I/O path for the tail segment, when the backend has one.
+    pub(crate) direct: Option<DirectTail>,
+}
+
+/// The tail segment opened for durable direct writes (`O_DIRECT | O_DSYNC`).
+///
+/// Direct writes cover whole aligned blocks, so each group commit rewrites the partial block
+/// that holds the end of the log: `block` is a byte-exact copy of the segment from the start
+/// of that block up to `write_offset`. Rewriting committed bytes with identical bytes keeps
+/// them intact whichever sectors of the write reach the disk, so a torn write can only lose
+/// the new records. Each write is durable when it returns: no separate fsync, which on
+/// io_uring would be handed to a kernel worker thread.
+pub(crate) struct DirectTail {
+    pub(crate) file: Arc<dyn persistx_io::File>,
+    pub(crate) block: Vec<u8>,
+}
+
+impl DirectTail {
+    /// Opens the direct path for a segment whose log ends at `write_offset`, reading the
+    /// partial tail block through the segment's buffered handle. `None` if the backend or
+    /// file system has no direct path (e.g. tmpfs refuses `O_DIRECT`).
+    pub(crate) async fn open(
+        vfs: &Arc<dyn persistx_io::Vfs>,
+        seg: &Segment,
+        write_offset: u64,
+    ) -> Result<Option<DirectTail>> {
+        let file = match vfs.open(&seg.path, OpenMode::DirectDurable).await {
+            Ok(f) => f,
+            Err(persistx_io::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::InvalidInput =>
+            {
+                tracing::info!(file = %seg.path.display(), "no O_DIRECT here: buffered writes and fdatasync");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let block_start = write_offset / DIRECT_ALIGN as u64 * DIRECT_ALIGN as u64;
+        let block = seg
+            .file
+            .read_at(block_start, (write_offset - block_start) as usize)
+            .await?;
+        if block.len() as u64 != write_offset - block_start {
+            return Err(Error::Corruption {
+                file: seg.path.clone(),
+                offset: block_start,
+                what: "the segment ends inside its valid records".into(),
+            });
+        }
+        Ok(Some(DirectTail {
+            file,
+            block: block.to_vec(),
+        }))
+    }
 }
 
 /// The log's metrics, registered once (the `metrics` facade: free until a recorder is set).
@@ -130,6 +185,10 @@ impl LogActor {
                 .create(seq, lsn, SEGMENT_HEADER_LEN as u64 + need)
                 .await?;
             self.segments.push((seq, lsn, seg.path.clone()));
+            if self.direct.is_some() {
+                self.direct =
+                    DirectTail::open(&self.segdir.vfs, &seg, SEGMENT_HEADER_LEN as u64).await?;
+            }
             self.tail = seg;
             self.write_offset = SEGMENT_HEADER_LEN as u64;
         }
@@ -141,6 +200,41 @@ impl LogActor {
     /// Writes the buffer, which holds the records up to `upto`, and syncs if asked (also
     /// when earlier writes are still unsynced).
     async fn flush_upto(&mut self, upto: u64, sync: bool) -> Result<()> {
+        if let Some(direct) = self.direct.as_mut() {
+            if !self.buf.is_empty() {
+                // Tail block + new records + zeros to the block boundary, durable on return.
+                let block_start = self.write_offset - direct.block.len() as u64;
+                let end = self.write_offset + self.buf.len() as u64;
+                let mut data = std::mem::take(&mut direct.block);
+                data.extend_from_slice(&self.buf);
+                self.buf.clear();
+                data.resize(data.len().next_multiple_of(DIRECT_ALIGN), 0);
+                let new_block_start = end / DIRECT_ALIGN as u64 * DIRECT_ALIGN as u64;
+                let keep = data
+                    [(new_block_start - block_start) as usize..(end - block_start) as usize]
+                    .to_vec();
+                let len = data.len() as u64;
+                let started = Instant::now();
+                direct.file.write_at(block_start, Bytes::from(data)).await?;
+                direct.block = keep;
+                self.write_offset = end;
+                self.batches += 1;
+                self.syncs += 1;
+                self.ledger.mark_written(upto);
+                self.ledger.mark_synced(upto);
+                self.metrics.write_bytes.record(len as f64);
+                self.metrics
+                    .sync_seconds
+                    .record(started.elapsed().as_secs_f64());
+            }
+            self.shared
+                .written_lsn
+                .store(self.ledger.written_lsn(), Ordering::Release);
+            self.shared
+                .durable_lsn
+                .store(self.ledger.synced_lsn(), Ordering::Release);
+            return Ok(());
+        }
         if !self.buf.is_empty() {
             let data = Bytes::from(std::mem::take(&mut self.buf));
             let len = data.len() as u64;

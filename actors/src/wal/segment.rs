@@ -77,7 +77,8 @@ impl SegmentDir {
         first_lsn: u64,
         min_size: u64,
     ) -> Result<Segment> {
-        let size = self.segment_size.max(min_size);
+        // Whole 4 KiB blocks, so direct writes of the last block stay inside the file.
+        let size = self.segment_size.max(min_size.next_multiple_of(4096));
         let final_path = self.path_of(&segment_name(seq));
         let tmp_path = self.path_of(&format!("{}.tmp", segment_name(seq)));
         if self.vfs.exists(&tmp_path).await? {
