@@ -79,7 +79,7 @@ impl Workload {
             sync_interval: std::time::Duration::from_secs(3600),
             // Both write paths: durable direct writes of whole blocks, and buffered writes
             // with fdatasync.
-            direct_io: self.seed % 2 == 0,
+            direct_io: self.seed.is_multiple_of(2),
             ..WalOptions::default()
         }
     }
