@@ -23,7 +23,9 @@ use std::collections::VecDeque;
 /// | `None` | it is queued in the log actor's memory | only after the next write | only after the next sync |
 ///
 /// Whatever the level, recovery yields a prefix of the log: a record is never present
-/// while an older one is missing.
+/// while an older one is missing. With direct I/O (`WalOptions::direct_io`, the default where
+/// the file system allows it) every write is durable when it completes, so `Eventual`
+/// records are durable when acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Durability {
     /// Acknowledged after `fdatasync`: survives power loss. The default.
