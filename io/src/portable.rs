@@ -5,8 +5,7 @@
 //! channel. The threads end when the last handle (the [`PortableVfs`] and every file opened
 //! from it) is dropped.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,7 +13,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::vfs::{File, LockGuard, OpenMode, Vfs, aligned_copy, check_direct, lock_file_blocking};
+use crate::vfs::{
+    File, LockGuard, OpenMode, Vfs, aligned_copy, check_direct, lock_file_blocking,
+    std_open_options,
+};
 
 const BACKEND: &str = "portable";
 /// Requests queued for the I/O threads before callers wait for room.
@@ -81,25 +83,7 @@ impl Vfs for PortableVfs {
         let p = path.clone();
         let file = self
             .run(move || {
-                let mut o = OpenOptions::new();
-                o.read(true);
-                match mode {
-                    OpenMode::Read => {}
-                    OpenMode::ReadWrite => {
-                        o.write(true);
-                    }
-                    OpenMode::CreateNew => {
-                        o.write(true).create_new(true);
-                    }
-                    OpenMode::CreateOrOpen => {
-                        o.write(true).create(true);
-                    }
-                    OpenMode::DirectDurable => {
-                        o.read(false)
-                            .write(true)
-                            .custom_flags(libc::O_DIRECT | libc::O_DSYNC);
-                    }
-                }
+                let o = std_open_options(mode);
                 o.open(&p).map_err(|e| Error::io("open", &p, None, e))
             })
             .await?;

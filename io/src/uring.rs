@@ -92,6 +92,7 @@ mod linux {
     use crate::error::{Error, Result};
     use crate::vfs::{
         File, LockGuard, OpenMode, Vfs, aligned_copy, check_direct, lock_file_blocking,
+        std_open_options,
     };
 
     /// Submission queue entries of the ring (the completion queue is twice as large).
@@ -815,26 +816,7 @@ mod linux {
     async fn open(driver: &Driver, path: PathBuf, mode: OpenMode) -> Answer<u64> {
         let path_for_file = path.clone();
         let std = blocking("open", None, move || {
-            let mut o = std::fs::OpenOptions::new();
-            o.read(true);
-            match mode {
-                OpenMode::Read => {}
-                OpenMode::ReadWrite => {
-                    o.write(true);
-                }
-                OpenMode::CreateNew => {
-                    o.write(true).create_new(true);
-                }
-                OpenMode::CreateOrOpen => {
-                    o.write(true).create(true);
-                }
-                OpenMode::DirectDurable => {
-                    std::os::unix::fs::OpenOptionsExt::custom_flags(
-                        o.write(true),
-                        libc::O_DIRECT | libc::O_DSYNC,
-                    );
-                }
-            }
+            let o = std_open_options(mode);
             let file = o.open(&path)?;
             let dup = file.try_clone()?;
             Ok((file, dup))

@@ -34,6 +34,20 @@ pub enum OpenMode {
     DirectDurable,
 }
 
+/// The `std` open options of a mode, shared by the backends on real files.
+pub(crate) fn std_open_options(mode: OpenMode) -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    match mode {
+        OpenMode::Read => o.read(true),
+        OpenMode::ReadWrite => o.read(true).write(true),
+        OpenMode::CreateNew => o.read(true).write(true).create_new(true),
+        OpenMode::CreateOrOpen => o.read(true).write(true).create(true),
+        OpenMode::DirectDurable => o.write(true).custom_flags(libc::O_DIRECT | libc::O_DSYNC),
+    };
+    o
+}
+
 /// Alignment of offsets and lengths for [`OpenMode::DirectDurable`] writes.
 pub const DIRECT_ALIGN: usize = 4096;
 

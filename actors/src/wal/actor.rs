@@ -163,6 +163,16 @@ impl LogActor {
             .map(|c| Error::Poisoned { cause: c.clone() })
     }
 
+    /// Publishes the written and durable horizons for lock-free readers.
+    fn publish(&self) {
+        self.shared
+            .written_lsn
+            .store(self.ledger.written_lsn(), Ordering::Release);
+        self.shared
+            .durable_lsn
+            .store(self.ledger.synced_lsn(), Ordering::Release);
+    }
+
     /// Writes the buffered records (and syncs if asked). On failure the log is poisoned.
     async fn flush(&mut self, sync: bool) -> Result<()> {
         self.flush_upto(self.ledger.last_assigned(), sync).await
@@ -227,12 +237,7 @@ impl LogActor {
                     .sync_seconds
                     .record(started.elapsed().as_secs_f64());
             }
-            self.shared
-                .written_lsn
-                .store(self.ledger.written_lsn(), Ordering::Release);
-            self.shared
-                .durable_lsn
-                .store(self.ledger.synced_lsn(), Ordering::Release);
+            self.publish();
             return Ok(());
         }
         if !self.buf.is_empty() {
@@ -267,12 +272,7 @@ impl LogActor {
                 .sync_seconds
                 .record(started.elapsed().as_secs_f64());
         }
-        self.shared
-            .written_lsn
-            .store(self.ledger.written_lsn(), Ordering::Release);
-        self.shared
-            .durable_lsn
-            .store(self.ledger.synced_lsn(), Ordering::Release);
+        self.publish();
         Ok(())
     }
 
