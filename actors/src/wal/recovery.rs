@@ -164,6 +164,13 @@ pub(crate) async fn recover(
         });
     }
 
+    // Records read back from the newest segment may be in the OS cache only (written at
+    // `Eventual` before a process crash). Sync it first, so every record handed to
+    // `on_record` is durable. (Older segments were synced before their successor existed.)
+    if let Some((_, newest)) = live.last() {
+        vfs.open(newest, OpenMode::ReadWrite).await?.sync_data().await?;
+    }
+
     // Load and check every segment header.
     let mut loaded: Vec<Loaded> = Vec::with_capacity(live.len());
     for (seq, path) in live {
