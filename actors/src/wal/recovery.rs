@@ -17,13 +17,14 @@
 //! recovery reaches the same cut: recovery is idempotent.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use persistx_io::format::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
 use persistx_io::format::wal::{
     RECORD_ALIGN, RECORD_HEADER_LEN, decode_record, peek_record_header,
 };
-use persistx_io::{OpenMode, format::FormatError};
+use persistx_io::{OpenMode, Vfs, format::FormatError};
 
 use super::segment::{Segment, SegmentDir, is_spare_name, is_temp_name, parse_segment_name};
 use crate::error::{Error, Result};
@@ -57,11 +58,30 @@ pub(crate) struct Recovered {
     pub(crate) report: RecoveryReport,
 }
 
+/// A live segment whose header was checked. Its body is read when it is scanned, one
+/// segment at a time, so recovery's memory is one segment, not the whole log.
 struct Loaded {
     seq: u64,
     header: SegmentHeader,
     path: PathBuf,
-    bytes: Bytes,
+}
+
+impl Loaded {
+    async fn read(&self, vfs: &Arc<dyn Vfs>) -> Result<Bytes> {
+        let file = vfs.open(&self.path, OpenMode::ReadWrite).await?;
+        let bytes = file.read_at(0, self.header.segment_size as usize).await?;
+        if bytes.len() as u64 != self.header.segment_size {
+            return Err(corrupt(
+                &self.path,
+                bytes.len() as u64,
+                format!(
+                    "segment file ends before its size of {} bytes",
+                    self.header.segment_size
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
 }
 
 /// A valid record found past the end of the log's valid prefix.
@@ -168,7 +188,10 @@ pub(crate) async fn recover(
     // `Eventual` before a process crash). Sync it first, so every record handed to
     // `on_record` is durable. (Older segments were synced before their successor existed.)
     if let Some((_, newest)) = live.last() {
-        vfs.open(newest, OpenMode::ReadWrite).await?.sync_data().await?;
+        vfs.open(newest, OpenMode::ReadWrite)
+            .await?
+            .sync_data()
+            .await?;
     }
 
     // Load and check every segment header.
@@ -190,7 +213,6 @@ pub(crate) async fn recover(
                 ),
             ));
         }
-        let bytes = file.read_at(0, len as usize).await?;
         if header.seq != seq {
             return Err(corrupt(
                 &path,
@@ -210,12 +232,7 @@ pub(crate) async fn recover(
                 format!("segment {} is missing before segment {seq}", prev.seq + 1),
             ));
         }
-        loaded.push(Loaded {
-            seq,
-            header,
-            path,
-            bytes,
-        });
+        loaded.push(Loaded { seq, header, path });
     }
 
     let mut report = RecoveryReport {
@@ -226,12 +243,14 @@ pub(crate) async fn recover(
     let mut expected = loaded[0].header.first_lsn;
     let mut kept: Vec<(u64, u64, PathBuf)> = Vec::new();
     let mut tail_offset = SEGMENT_HEADER_LEN as u64;
+    // True if the scanned segment's prefix ends at the header of the next record whose frame
+    // is incomplete or damaged: a torn last write.
+    let mut torn = false;
 
     for i in 0..loaded.len() {
         let seg = &loaded[i];
         if seg.header.first_lsn != expected {
             // The previous segment lost records at its end; decide as for damage there.
-            let prev = loaded[i - 1].path.clone();
             return cut(
                 segdir,
                 &loaded,
@@ -241,18 +260,18 @@ pub(crate) async fn recover(
                 Vec::new(),
                 report,
                 kept,
-                prev,
             )
             .await;
         }
         kept.push((seg.seq, seg.header.first_lsn, seg.path.clone()));
+        let bytes = seg.read(&vfs).await?;
         // Walk the valid prefix.
         let mut off = SEGMENT_HEADER_LEN;
         loop {
-            if off + RECORD_HEADER_LEN > seg.bytes.len() {
+            if off + RECORD_HEADER_LEN > bytes.len() {
                 break;
             }
-            match decode_record(&seg.bytes[off..], seg.seq) {
+            match decode_record(&bytes[off..], seg.seq) {
                 Ok((h, payload)) if h.lsn == expected => {
                     on_record(h.lsn, payload)?;
                     report.records += 1;
@@ -264,13 +283,9 @@ pub(crate) async fn recover(
             }
         }
         tail_offset = off as u64;
-        let strays = find_strays(
-            &seg.bytes,
-            seg.seq,
-            seg.header.first_lsn,
-            off as u64,
-            expected,
-        );
+        torn =
+            peek_record_header(&bytes[off.min(bytes.len())..]).is_some_and(|h| h.lsn == expected);
+        let strays = find_strays(&bytes, seg.seq, seg.header.first_lsn, off as u64, expected);
         if !strays.is_empty() {
             return cut(
                 segdir,
@@ -281,22 +296,18 @@ pub(crate) async fn recover(
                 strays,
                 report,
                 kept,
-                seg.path.clone(),
             )
             .await;
         }
     }
 
-    let last = loaded.last().map(|l| l.path.clone()).unwrap_or_default();
     finish(
         segdir,
-        &loaded,
-        loaded.len() - 1,
+        &loaded[loaded.len() - 1],
         tail_offset,
         report,
         kept,
-        last,
-        false,
+        torn,
     )
     .await
 }
@@ -313,8 +324,8 @@ async fn cut(
     strays: Vec<Stray>,
     report: RecoveryReport,
     kept: Vec<(u64, u64, PathBuf)>,
-    path: PathBuf,
 ) -> Result<Recovered> {
+    let path = loaded[at].path.clone();
     let mut watermark = strays.iter().map(|s| s.durable_lsn).max().unwrap_or(0);
     // The next segment exists only once this one was synced to its end: its first LSN - 1
     // is durable too.
@@ -322,8 +333,9 @@ async fn cut(
         watermark = watermark.max(next.header.first_lsn - 1);
     }
     for l in &loaded[at + 1..] {
+        let bytes = l.read(&segdir.vfs).await?;
         for s in find_strays(
-            &l.bytes,
+            &bytes,
             l.seq,
             l.header.first_lsn,
             SEGMENT_HEADER_LEN as u64,
@@ -363,44 +375,27 @@ async fn cut(
     }
     let mut kept = kept;
     kept.truncate(at + 1);
-    finish(
-        segdir,
-        loaded,
-        at,
-        offset,
-        report,
-        kept,
-        seg.path.clone(),
-        true,
-    )
-    .await
+    finish(segdir, seg, offset, report, kept, true).await
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn finish(
     segdir: &mut SegmentDir,
-    loaded: &[Loaded],
-    at: usize,
+    tail_seg: &Loaded,
     offset: u64,
     mut report: RecoveryReport,
     kept: Vec<(u64, u64, PathBuf)>,
-    tail_path: PathBuf,
     trimmed: bool,
 ) -> Result<Recovered> {
-    let file = segdir.vfs.open(&tail_path, OpenMode::ReadWrite).await?;
-    // Records read back may have been in the OS cache only (written at Eventual before a
-    // process crash): make them durable before anything is built on them.
+    let file = segdir.vfs.open(&tail_seg.path, OpenMode::ReadWrite).await?;
+    // Zeroing done by a cut must be durable before new records follow it.
     file.sync_data().await?;
-    let rest = loaded[at].bytes.get(offset as usize..).unwrap_or(&[]);
-    // A header of the next record without its whole frame: a torn last write.
-    let torn = peek_record_header(rest).is_some_and(|h| h.lsn == report.last_lsn + 1);
-    report.trimmed = trimmed || torn;
+    report.trimmed = trimmed;
     report.segments = kept.len() as u64;
     report.tail_offset = offset;
     let tail = Segment {
-        header: loaded[at].header,
+        header: tail_seg.header,
         file,
-        path: tail_path,
+        path: tail_seg.path.clone(),
     };
     Ok(Recovered {
         segments: kept,
