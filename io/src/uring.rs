@@ -47,6 +47,10 @@ use crate::vfs::Vfs;
 #[cfg(target_os = "linux")]
 pub use linux::{UringFile, UringVfs};
 
+#[cfg(target_os = "linux")]
+#[path = "uring_direct.rs"]
+mod direct;
+
 /// The name of this backend in logs and errors.
 pub const BACKEND: &str = "io_uring";
 /// Requests queued for the driver before callers wait for room.
@@ -88,6 +92,7 @@ mod linux {
     use tokio::task::JoinSet;
     use tokio_uring::buf::BoundedBuf;
 
+    use super::direct::{DirectFile, DirectWriter};
     use super::{BACKEND, IN_FLIGHT_MAX, QUEUE_CAPACITY};
     use crate::error::{Error, Result};
     use crate::vfs::{
@@ -124,10 +129,12 @@ mod linux {
 
     /// The driver's mailbox. `file` is an id from a previous `Open`.
     enum Request {
+        /// Answers the file id and, if `dup` is set, one more duplicate of the descriptor.
         Open {
             path: PathBuf,
             mode: OpenMode,
-            reply: Reply<u64>,
+            dup: bool,
+            reply: Reply<(u64, Option<std::fs::File>)>,
         },
         Close {
             file: u64,
@@ -220,6 +227,8 @@ mod linux {
     pub struct UringVfs {
         tx: flume::Sender<Request>,
         close_tx: flume::Sender<u64>,
+        /// The thread writing to [`OpenMode::DirectDurable`] files, if it could start.
+        direct: Option<DirectWriter>,
     }
 
     impl UringVfs {
@@ -265,7 +274,11 @@ mod linux {
                 })
                 .map_err(|e| unavailable(format!("cannot spawn the driver thread: {e}")))?;
             match probe_rx.recv_timeout(PROBE_TIMEOUT) {
-                Ok(Ok(())) => Ok(UringVfs { tx, close_tx }),
+                Ok(Ok(())) => Ok(UringVfs {
+                    tx,
+                    close_tx,
+                    direct: start_direct_writer(),
+                }),
                 Ok(Err(reason)) => Err(unavailable(reason)),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(unavailable(format!(
                     "the probe did not answer within {PROBE_TIMEOUT:?}"
@@ -278,6 +291,17 @@ mod linux {
 
         async fn call<T>(&self, path: &Path, make: impl FnOnce(Reply<T>) -> Request) -> Result<T> {
             call(&self.tx, make).await?.map_err(|f| f.into_error(path))
+        }
+    }
+
+    /// Starts the direct writer; without it, direct files are written by the driver.
+    fn start_direct_writer() -> Option<DirectWriter> {
+        match DirectWriter::start() {
+            Ok(writer) => Some(writer),
+            Err(reason) => {
+                tracing::info!(%reason, "no io_uring direct writer; direct writes use the driver");
+                None
+            }
         }
     }
 
@@ -299,18 +323,28 @@ mod linux {
 
         async fn open(&self, path: &Path, mode: OpenMode) -> Result<Arc<dyn File>> {
             let p = path.to_path_buf();
-            let id = self
+            let writer = self
+                .direct
+                .as_ref()
+                .filter(|_| mode == OpenMode::DirectDurable);
+            let (id, dup) = self
                 .call(path, |reply| Request::Open {
                     path: p,
                     mode,
+                    dup: writer.is_some(),
                     reply,
                 })
                 .await?;
+            let direct = match (writer, dup) {
+                (Some(writer), Some(dup)) => writer.register(dup).await,
+                _ => None,
+            };
             Ok(Arc::new(UringFile {
                 id,
                 path: path.to_path_buf(),
                 tx: self.tx.clone(),
                 close_tx: self.close_tx.clone(),
+                direct,
             }))
         }
 
@@ -379,6 +413,9 @@ mod linux {
         path: PathBuf,
         tx: flume::Sender<Request>,
         close_tx: flume::Sender<u64>,
+        /// For a [`OpenMode::DirectDurable`] file, its registration with the direct writer,
+        /// which then performs its writes (everything else still goes to the driver).
+        direct: Option<DirectFile>,
     }
 
     impl UringFile {
@@ -423,6 +460,10 @@ mod linux {
         }
 
         async fn write_at(&self, offset: u64, data: Bytes) -> Result<()> {
+            if let Some(direct) = &self.direct {
+                check_direct(&self.path, offset, data.len())?;
+                return direct.write(&self.path, offset, data).await;
+            }
             let file = self.id;
             self.call(|reply| Request::Write {
                 file,
@@ -437,6 +478,13 @@ mod linux {
             if writes.is_empty() {
                 return Ok(());
             }
+            if self.direct.is_some() {
+                // Durable direct writes, in order, like the driver does them.
+                for (offset, data) in writes {
+                    self.write_at(offset, data).await?;
+                }
+                return Ok(());
+            }
             let file = self.id;
             self.call(|reply| Request::WriteBatch {
                 file,
@@ -447,6 +495,12 @@ mod linux {
         }
 
         async fn write_and_sync(&self, offset: u64, data: Bytes) -> Result<()> {
+            if self.direct.is_some() {
+                // The write is durable by itself (`O_DSYNC`); the `fdatasync` through the
+                // driver keeps the meaning of this call for writes made through other handles.
+                self.write_at(offset, data).await?;
+                return self.sync_data().await;
+            }
             let file = self.id;
             self.call(|reply| Request::WriteAndSync {
                 file,
@@ -597,10 +651,15 @@ mod linux {
     /// a later `Close` never overtakes an earlier operation on the same file.
     fn dispatch(driver: &Rc<Driver>, tasks: &mut JoinSet<()>, request: Request) {
         match request {
-            Request::Open { path, mode, reply } => {
+            Request::Open {
+                path,
+                mode,
+                dup,
+                reply,
+            } => {
                 let driver = driver.clone();
                 tasks.spawn_local(async move {
-                    let _ = reply.send(open(&driver, path, mode).await);
+                    let _ = reply.send(open(&driver, path, mode, dup).await);
                 });
             }
             Request::Close { file } => {
@@ -813,16 +872,26 @@ mod linux {
         }
     }
 
-    async fn open(driver: &Driver, path: PathBuf, mode: OpenMode) -> Answer<u64> {
+    async fn open(
+        driver: &Driver,
+        path: PathBuf,
+        mode: OpenMode,
+        extra_dup: bool,
+    ) -> Answer<(u64, Option<std::fs::File>)> {
         let path_for_file = path.clone();
         let std = blocking("open", None, move || {
             let o = std_open_options(mode);
             let file = o.open(&path)?;
             let dup = file.try_clone()?;
-            Ok((file, dup))
+            let extra = if extra_dup {
+                Some(file.try_clone()?)
+            } else {
+                None
+            };
+            Ok((file, dup, extra))
         })
         .await;
-        let (file, dup) = std?;
+        let (file, dup, extra) = std?;
         let id = driver.next_id.get();
         driver.next_id.set(id + 1);
         let open = OpenFile {
@@ -832,7 +901,7 @@ mod linux {
             path: path_for_file,
         };
         driver.files.borrow_mut().insert(id, Rc::new(open));
-        Ok(id)
+        Ok((id, extra))
     }
 
     fn overflow() -> io::Error {
