@@ -13,7 +13,10 @@
 //!   checksummed with crc32c, documented byte by byte in `docs/format.md`.
 //! * [`error`]: the crate's [`Error`].
 //!
-//! This is the only PersistX crate allowed to contain `unsafe` code; it has none today.
+//! This is the only PersistX crate allowed to contain `unsafe` code. `unsafe_code` is denied
+//! crate-wide and allowed only on the two submission-queue pushes of `uring_direct` (the raw
+//! io_uring ring behind durable direct writes), each with a `// SAFETY:` comment: the buffer
+//! and the file stay owned by the ring's thread until the completion is reaped.
 
 #![deny(unsafe_code)]
 

@@ -22,6 +22,13 @@
 //! semantics via std, `ftruncate`, `mkdir -p`, `readdir`, directory `fsync`) run on the
 //! runtime's blocking pool, never on the driver thread itself.
 //!
+//! Writes to [`OpenMode::DirectDurable`](crate::OpenMode) files (`write_at`, `write_batch`, and
+//! the write of `write_and_sync`) are the exception: a second thread, `persistx-uring-direct`
+//! (`uring_direct.rs`), performs them through a raw `io-uring` ring on which it blocks in
+//! `io_uring_enter`, which answers a durable WAL commit sooner than the driver's epoll park and
+//! eventfd wake. Every other operation on those files still goes to the driver. If that ring
+//! cannot be set up, the driver writes direct files too.
+//!
 //! # Lifecycle
 //!
 //! [`start`] spawns the thread and waits for a probe (a no-op, a read, a write and a `statx`
