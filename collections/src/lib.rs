@@ -3,9 +3,12 @@
 //! The typed collections (`PersistentMap`, `PersistentSet`, `PersistentList`, queues and
 //! streams) arrive with the storage engine. Today this crate re-exports the foundation the
 //! collections stand on: the write-ahead log with group commit ([`Wal`]), its durability
-//! levels ([`Durability`]) and the I/O backends ([`Backend`]).
+//! levels ([`Durability`]) and the I/O backends ([`Backend`]), and the first piece of the
+//! typed layer: the order-preserving key encoding ([`key`]).
 
 #![forbid(unsafe_code)]
+
+pub mod key;
 
 pub use persistx_actors::{Durability, Error, RecoveryReport, Result, Wal, WalOptions, WalStats};
 pub use persistx_io::{Backend, open_backend};
