@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use persistx_io::format::FormatError;
 use persistx_io::format::page::{PAGE_HEADER_LEN, PageHeader, decode_page, encode_page};
 use persistx_io::format::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
+use persistx_io::format::superblock::{SUPERBLOCK_LEN, Superblock};
 use persistx_io::format::wal::{RECORD_HEADER_LEN, decode_record, encode_record, frame_len};
 use proptest::prelude::*;
 
@@ -86,6 +87,24 @@ fn check_page(data: &[u8]) -> bool {
     true
 }
 
+/// The `superblock` fuzz target's checks: the first byte's low bit is the slot.
+fn check_superblock(data: &[u8]) -> bool {
+    let Some((first, buf)) = data.split_first() else {
+        return false;
+    };
+    let slot = u32::from(first & 1);
+    let Ok(sb) = Superblock::decode(buf, slot) else {
+        return false;
+    };
+    assert_eq!(
+        &sb.encode(slot)[..],
+        &buf[..SUPERBLOCK_LEN],
+        "an accepted superblock is not canonical"
+    );
+    assert_eq!(Superblock::decode(&sb.encode(slot), slot), Ok(sb));
+    true
+}
+
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fuzz/corpus")
@@ -140,6 +159,14 @@ fn replay_segment_header_corpus() {
     assert!(
         replay("segment_header", check_segment_header) > 0,
         "the segment_header corpus is empty"
+    );
+}
+
+#[test]
+fn replay_superblock_corpus() {
+    assert!(
+        replay("superblock", check_superblock) > 0,
+        "the superblock corpus is empty"
     );
 }
 
@@ -250,6 +277,27 @@ fn write_seed_corpus() {
         &with_param(1, &record(1, 3, 2, &[9u8; 40])[..50]),
     );
     write("wal_record", "seed-zeroed", &with_param(1, &[0u8; 48]));
+
+    // Superblocks (first byte: the slot).
+    let sb = |slot: u32, checkpoint| {
+        let mut out = vec![slot as u8];
+        let s = Superblock {
+            page_size: 4096,
+            checkpoint,
+            checkpoint_lsn: 100,
+            catalog_root: 2,
+            free_list_root: 3,
+            page_count: 16,
+            database_id: 42,
+        };
+        out.extend_from_slice(&s.encode(slot));
+        out
+    };
+    write("superblock", "seed-slot0", &sb(0, 1));
+    write("superblock", "seed-slot1", &sb(1, 2));
+    let mut wrong_slot = sb(0, 3);
+    wrong_slot[0] = 1;
+    write("superblock", "near-wrong-slot", &wrong_slot);
 
     // Segment headers.
     let seg = |seq, first_lsn, segment_size| {

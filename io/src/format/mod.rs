@@ -1,4 +1,4 @@
-//! On-disk formats: WAL segment headers, WAL records and page headers.
+//! On-disk formats: WAL segment headers, WAL records, page headers and the superblock.
 //!
 //! Every structure is little-endian, laid out with `zerocopy` (no `usize`, no padding), and
 //! carries a crc32c. `docs/format.md` documents each byte. Decoders take arbitrary bytes and
@@ -10,6 +10,7 @@ use crate::error::Error;
 
 pub mod page;
 pub mod segment;
+pub mod superblock;
 pub mod wal;
 
 /// The on-disk format version written by this build. Readers refuse newer versions.
