@@ -18,6 +18,10 @@
 use std::path::{Path, PathBuf};
 
 use persistx_io::format::FormatError;
+use persistx_io::format::node::{
+    Child, LeafEntry, LeafValue, decode_interior, decode_leaf, decode_overflow, encode_interior,
+    encode_leaf, interior_len, leaf_len,
+};
 use persistx_io::format::page::{PAGE_HEADER_LEN, PageHeader, decode_page, encode_page};
 use persistx_io::format::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
 use persistx_io::format::superblock::{SUPERBLOCK_LEN, Superblock};
@@ -105,6 +109,36 @@ fn check_superblock(data: &[u8]) -> bool {
     true
 }
 
+/// The `node` fuzz target's checks: the first byte picks leaf, interior or overflow.
+fn check_node(data: &[u8]) -> bool {
+    let Some((which, payload)) = data.split_first() else {
+        return false;
+    };
+    match which {
+        0 => decode_leaf(payload).is_ok_and(|entries| {
+            let mut again = Vec::new();
+            encode_leaf(&entries, &mut again);
+            assert_eq!(
+                &again[..],
+                &payload[..leaf_len(&entries)],
+                "leaf not canonical"
+            );
+            true
+        }),
+        1 => decode_interior(payload).is_ok_and(|(children, seps)| {
+            let mut again = Vec::new();
+            encode_interior(&children, &seps, &mut again);
+            assert_eq!(
+                &again[..],
+                &payload[..interior_len(&children, &seps)],
+                "interior not canonical"
+            );
+            true
+        }),
+        _ => decode_overflow(payload).is_ok(),
+    }
+}
+
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fuzz/corpus")
@@ -160,6 +194,11 @@ fn replay_segment_header_corpus() {
         replay("segment_header", check_segment_header) > 0,
         "the segment_header corpus is empty"
     );
+}
+
+#[test]
+fn replay_node_corpus() {
+    assert!(replay("node", check_node) > 0, "the node corpus is empty");
 }
 
 #[test]
@@ -277,6 +316,52 @@ fn write_seed_corpus() {
         &with_param(1, &record(1, 3, 2, &[9u8; 40])[..50]),
     );
     write("wal_record", "seed-zeroed", &with_param(1, &[0u8; 48]));
+
+    // B+tree nodes (first byte: 0 leaf, 1 interior, 2 overflow).
+    let mut leaf = vec![0u8];
+    encode_leaf(
+        &[
+            LeafEntry {
+                key: b"a",
+                value: LeafValue::Inline(b"1"),
+            },
+            LeafEntry {
+                key: b"b",
+                value: LeafValue::Overflow {
+                    len: 9000,
+                    first_page: 7,
+                },
+            },
+            LeafEntry {
+                key: b"c\0",
+                value: LeafValue::Inline(b""),
+            },
+        ],
+        &mut leaf,
+    );
+    write("node", "seed-leaf", &leaf);
+    let mut interior = vec![1u8];
+    encode_interior(
+        &[
+            Child { page: 3, count: 10 },
+            Child { page: 4, count: 12 },
+            Child { page: 9, count: 1 },
+        ],
+        &[b"k", b"q"],
+        &mut interior,
+    );
+    write("node", "seed-interior", &interior);
+    write(
+        "node",
+        "seed-overflow",
+        &[2, 5, 0, 0, 0, 0, 0, 0, 0, b'x', b'y'],
+    );
+    let mut dup = vec![0u8];
+    dup.extend_from_slice(&[2, 0, 0, 0]);
+    for _ in 0..2 {
+        dup.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, b'k', b'v']);
+    }
+    write("node", "near-duplicate-keys", &dup);
 
     // Superblocks (first byte: the slot).
     let sb = |slot: u32, checkpoint| {

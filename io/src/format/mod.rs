@@ -1,4 +1,5 @@
-//! On-disk formats: WAL segment headers, WAL records, page headers and the superblock.
+//! On-disk formats: WAL segment headers, WAL records, page headers, B+tree node payloads and
+//! the superblock.
 //!
 //! Every structure is little-endian, laid out with `zerocopy` (no `usize`, no padding), and
 //! carries a crc32c. `docs/format.md` documents each byte. Decoders take arbitrary bytes and
@@ -8,6 +9,7 @@ use std::path::Path;
 
 use crate::error::Error;
 
+pub mod node;
 pub mod page;
 pub mod segment;
 pub mod superblock;
