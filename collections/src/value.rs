@@ -200,10 +200,90 @@ mod probe {
 
     struct Byte(Option<u8>);
 
+    /// Rejects (`NotRaw`) every serializer method named, with its argument types.
     macro_rules! reject {
         ($($name:ident($($arg:ty),*)),* $(,)?) => {$(
             fn $name(self, $(_: $arg),*) -> Result<Self::Ok, Self::Error> { Err(NotRaw) }
         )*};
+    }
+
+    /// The methods both serializers reject: everything but integers, byte strings,
+    /// sequences and tuples.
+    macro_rules! reject_compound {
+        () => {
+            reject!(
+                serialize_bool(bool),
+                serialize_i8(i8),
+                serialize_i16(i16),
+                serialize_i32(i32),
+                serialize_i64(i64),
+                serialize_u16(u16),
+                serialize_u32(u32),
+                serialize_u64(u64),
+                serialize_f32(f32),
+                serialize_f64(f64),
+                serialize_char(char),
+                serialize_str(&str),
+                serialize_none(),
+                serialize_unit(),
+                serialize_unit_struct(&'static str),
+                serialize_unit_variant(&'static str, u32, &'static str),
+            );
+            fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), NotRaw> {
+                Err(NotRaw)
+            }
+            fn serialize_newtype_struct<T: ?Sized + Serialize>(
+                self,
+                _: &'static str,
+                _: &T,
+            ) -> Result<(), NotRaw> {
+                Err(NotRaw)
+            }
+            fn serialize_newtype_variant<T: ?Sized + Serialize>(
+                self,
+                _: &'static str,
+                _: u32,
+                _: &'static str,
+                _: &T,
+            ) -> Result<(), NotRaw> {
+                Err(NotRaw)
+            }
+            fn serialize_tuple_struct(
+                self,
+                _: &'static str,
+                _: usize,
+            ) -> Result<Impossible<(), NotRaw>, NotRaw> {
+                Err(NotRaw)
+            }
+            fn serialize_tuple_variant(
+                self,
+                _: &'static str,
+                _: u32,
+                _: &'static str,
+                _: usize,
+            ) -> Result<Impossible<(), NotRaw>, NotRaw> {
+                Err(NotRaw)
+            }
+            fn serialize_map(self, _: Option<usize>) -> Result<Impossible<(), NotRaw>, NotRaw> {
+                Err(NotRaw)
+            }
+            fn serialize_struct(
+                self,
+                _: &'static str,
+                _: usize,
+            ) -> Result<Impossible<(), NotRaw>, NotRaw> {
+                Err(NotRaw)
+            }
+            fn serialize_struct_variant(
+                self,
+                _: &'static str,
+                _: u32,
+                _: &'static str,
+                _: usize,
+            ) -> Result<Impossible<(), NotRaw>, NotRaw> {
+                Err(NotRaw)
+            }
+        };
     }
 
     impl<'a> ser::Serializer for RawProbe<'a> {
@@ -229,79 +309,8 @@ mod probe {
             self.out.reserve(len);
             Ok(Bytes { out: self.out })
         }
-        reject!(
-            serialize_bool(bool),
-            serialize_i8(i8),
-            serialize_i16(i16),
-            serialize_i32(i32),
-            serialize_i64(i64),
-            serialize_u8(u8),
-            serialize_u16(u16),
-            serialize_u32(u32),
-            serialize_u64(u64),
-            serialize_f32(f32),
-            serialize_f64(f64),
-            serialize_char(char),
-            serialize_str(&str),
-            serialize_none(),
-            serialize_unit(),
-            serialize_unit_struct(&'static str),
-            serialize_unit_variant(&'static str, u32, &'static str),
-        );
-        fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_newtype_struct<T: ?Sized + Serialize>(
-            self,
-            _: &'static str,
-            _: &T,
-        ) -> Result<(), NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_newtype_variant<T: ?Sized + Serialize>(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: &T,
-        ) -> Result<(), NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_tuple_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleStruct, NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_tuple_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleVariant, NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStruct, NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_struct_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStructVariant, NotRaw> {
-            Err(NotRaw)
-        }
+        reject!(serialize_u8(u8));
+        reject_compound!();
     }
 
     impl Bytes<'_> {
@@ -351,85 +360,14 @@ mod probe {
             self.0 = Some(v);
             Ok(())
         }
-        reject!(
-            serialize_bool(bool),
-            serialize_i8(i8),
-            serialize_i16(i16),
-            serialize_i32(i32),
-            serialize_i64(i64),
-            serialize_u16(u16),
-            serialize_u32(u32),
-            serialize_u64(u64),
-            serialize_f32(f32),
-            serialize_f64(f64),
-            serialize_char(char),
-            serialize_str(&str),
-            serialize_bytes(&[u8]),
-            serialize_none(),
-            serialize_unit(),
-            serialize_unit_struct(&'static str),
-            serialize_unit_variant(&'static str, u32, &'static str),
-        );
-        fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), NotRaw> {
+        reject!(serialize_bytes(&[u8]));
+        fn serialize_seq(self, _: Option<usize>) -> Result<Impossible<(), NotRaw>, NotRaw> {
             Err(NotRaw)
         }
-        fn serialize_newtype_struct<T: ?Sized + Serialize>(
-            self,
-            _: &'static str,
-            _: &T,
-        ) -> Result<(), NotRaw> {
+        fn serialize_tuple(self, _: usize) -> Result<Impossible<(), NotRaw>, NotRaw> {
             Err(NotRaw)
         }
-        fn serialize_newtype_variant<T: ?Sized + Serialize>(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: &T,
-        ) -> Result<(), NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_tuple_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleStruct, NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_tuple_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleVariant, NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStruct, NotRaw> {
-            Err(NotRaw)
-        }
-        fn serialize_struct_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStructVariant, NotRaw> {
-            Err(NotRaw)
-        }
+        reject_compound!();
     }
 }
 

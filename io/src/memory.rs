@@ -85,18 +85,7 @@ impl Vfs for MemoryVfs {
     }
 
     async fn list_dir(&self, path: &Path) -> Result<Vec<String>> {
-        self.with(|t| {
-            let mut names: Vec<String> = t
-                .files
-                .keys()
-                .chain(t.dirs.iter())
-                .filter(|p| p.parent() == Some(path))
-                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .collect();
-            names.sort();
-            names.dedup();
-            Ok(names)
-        })
+        Ok(self.with(|t| children(t.files.keys().chain(t.dirs.iter()), path)))
     }
 
     async fn remove_file(&self, path: &Path) -> Result<()> {
@@ -145,6 +134,17 @@ impl MemoryFile {
     fn with<T>(&self, f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
         f(&mut self.data.lock().unwrap_or_else(PoisonError::into_inner))
     }
+}
+
+/// The sorted, distinct names of the entries among `paths` whose parent is `dir`.
+pub(crate) fn children<'a>(paths: impl Iterator<Item = &'a PathBuf>, dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = paths
+        .filter(|p| p.parent() == Some(dir))
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Copies `data` into `buf` at `offset`, growing it with zeros as needed.

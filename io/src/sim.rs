@@ -26,7 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
-use crate::memory::{read_from, write_into};
+use crate::memory::{children, read_from, write_into};
 use crate::vfs::{File, LockGuard, LockRegistry, OpenMode, Vfs, check_direct, parent_dir};
 
 /// The disk image a crash leaves behind.
@@ -381,16 +381,7 @@ impl Vfs for SimDisk {
             if !s.dirs.contains(path) {
                 return Err(not_found("list_dir", path));
             }
-            let mut names: Vec<String> = s
-                .live_names
-                .keys()
-                .chain(s.dirs.iter())
-                .filter(|p| p.parent() == Some(path))
-                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .collect();
-            names.sort();
-            names.dedup();
-            Ok(names)
+            Ok(children(s.live_names.keys().chain(s.dirs.iter()), path))
         })
     }
 

@@ -422,6 +422,5 @@ impl Actor for LogActor {
     async fn on_stop(&mut self) {
         // A clean close leaves everything durable, whatever level it was written at.
         self.on_tick().await;
-        self.shared.stopped.store(true, Ordering::Release);
     }
 }

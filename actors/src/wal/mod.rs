@@ -93,7 +93,6 @@ pub(crate) struct Shared {
     pub(crate) durable_lsn: AtomicU64,
     pub(crate) written_lsn: AtomicU64,
     pub(crate) poisoned: AtomicBool,
-    pub(crate) stopped: AtomicBool,
 }
 
 /// A handle to the write-ahead log. Cheap to clone; `Send + Sync`. The log actor stops when

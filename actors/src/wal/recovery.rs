@@ -24,7 +24,7 @@ use persistx_io::format::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
 use persistx_io::format::wal::{
     RECORD_ALIGN, RECORD_HEADER_LEN, decode_record, peek_record_header,
 };
-use persistx_io::{OpenMode, Vfs, format::FormatError};
+use persistx_io::{File, OpenMode, format::FormatError};
 
 use super::segment::{Segment, SegmentDir, is_spare_name, is_temp_name, parse_segment_name};
 use crate::error::{Error, Result};
@@ -64,12 +64,15 @@ struct Loaded {
     seq: u64,
     header: SegmentHeader,
     path: PathBuf,
+    file: Arc<dyn File>,
 }
 
 impl Loaded {
-    async fn read(&self, vfs: &Arc<dyn Vfs>) -> Result<Bytes> {
-        let file = vfs.open(&self.path, OpenMode::ReadWrite).await?;
-        let bytes = file.read_at(0, self.header.segment_size as usize).await?;
+    async fn read(&self) -> Result<Bytes> {
+        let bytes = self
+            .file
+            .read_at(0, self.header.segment_size as usize)
+            .await?;
         if bytes.len() as u64 != self.header.segment_size {
             return Err(corrupt(
                 &self.path,
@@ -184,16 +187,6 @@ pub(crate) async fn recover(
         });
     }
 
-    // Records read back from the newest segment may be in the OS cache only (written at
-    // `Eventual` before a process crash). Sync it first, so every record handed to
-    // `on_record` is durable. (Older segments were synced before their successor existed.)
-    if let Some((_, newest)) = live.last() {
-        vfs.open(newest, OpenMode::ReadWrite)
-            .await?
-            .sync_data()
-            .await?;
-    }
-
     // Load and check every segment header.
     let mut loaded: Vec<Loaded> = Vec::with_capacity(live.len());
     for (seq, path) in live {
@@ -232,7 +225,20 @@ pub(crate) async fn recover(
                 format!("segment {} is missing before segment {seq}", prev.seq + 1),
             ));
         }
-        loaded.push(Loaded { seq, header, path });
+        loaded.push(Loaded {
+            seq,
+            header,
+            path,
+            file,
+        });
+    }
+
+    // Records read back from the newest segment may be in the OS cache only (written at
+    // `Eventual` before a process crash). Sync it before its body is read, so every record
+    // handed to `on_record` is durable. (Older segments were synced before their successor
+    // existed; a cut syncs what it zeroes.)
+    if let Some(newest) = loaded.last() {
+        newest.file.sync_data().await?;
     }
 
     let mut report = RecoveryReport {
@@ -264,7 +270,7 @@ pub(crate) async fn recover(
             .await;
         }
         kept.push((seg.seq, seg.header.first_lsn, seg.path.clone()));
-        let bytes = seg.read(&vfs).await?;
+        let bytes = seg.read().await?;
         // Walk the valid prefix.
         let mut off = SEGMENT_HEADER_LEN;
         loop {
@@ -301,15 +307,7 @@ pub(crate) async fn recover(
         }
     }
 
-    finish(
-        segdir,
-        &loaded[loaded.len() - 1],
-        tail_offset,
-        report,
-        kept,
-        torn,
-    )
-    .await
+    finish(&loaded[loaded.len() - 1], tail_offset, report, kept, torn)
 }
 
 /// The valid prefix ends in segment `at` at `offset`; `expected` is the first missing LSN.
@@ -333,7 +331,7 @@ async fn cut(
         watermark = watermark.max(next.header.first_lsn - 1);
     }
     for l in &loaded[at + 1..] {
-        let bytes = l.read(&segdir.vfs).await?;
+        let bytes = l.read().await?;
         for s in find_strays(
             &bytes,
             l.seq,
@@ -356,7 +354,7 @@ async fn cut(
     // Zero valid records beyond the cut in this segment, then drop later segments.
     let seg = &loaded[at];
     if !strays.is_empty() {
-        let file = segdir.vfs.open(&seg.path, OpenMode::ReadWrite).await?;
+        let file = &seg.file;
         let end = strays
             .iter()
             .map(|s| s.offset + s.frame_len)
@@ -375,26 +373,23 @@ async fn cut(
     }
     let mut kept = kept;
     kept.truncate(at + 1);
-    finish(segdir, seg, offset, report, kept, true).await
+    finish(seg, offset, report, kept, true)
 }
 
-async fn finish(
-    segdir: &mut SegmentDir,
+/// The recovered state: the log continues in `tail_seg` at `offset`.
+fn finish(
     tail_seg: &Loaded,
     offset: u64,
     mut report: RecoveryReport,
     kept: Vec<(u64, u64, PathBuf)>,
     trimmed: bool,
 ) -> Result<Recovered> {
-    let file = segdir.vfs.open(&tail_seg.path, OpenMode::ReadWrite).await?;
-    // Zeroing done by a cut must be durable before new records follow it.
-    file.sync_data().await?;
     report.trimmed = trimmed;
     report.segments = kept.len() as u64;
     report.tail_offset = offset;
     let tail = Segment {
         header: tail_seg.header,
-        file,
+        file: tail_seg.file.clone(),
         path: tail_seg.path.clone(),
     };
     Ok(Recovered {

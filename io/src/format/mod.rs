@@ -9,6 +9,8 @@ use std::path::Path;
 
 use crate::error::Error;
 
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod node;
 pub mod page;
 pub mod segment;
