@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod tree;
 pub mod wal;
 
 pub use error::{Error, Result};

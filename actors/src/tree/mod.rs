@@ -1,0 +1,866 @@
+//! The copy-on-write B+tree over byte keys and values.
+//!
+//! A tree is a root [`Child`]: a pointer ([`Ptr::Clean`] page id or [`Ptr::Dirty`] node in
+//! memory) plus the number of entries below it. Interior nodes carry each child's subtree
+//! count, so `len` is O(1) and positional access ([`nth`]) is O(log n).
+//!
+//! Writers change a tree by path copying: the nodes on the path from the root are made
+//! dirty (a clean node is loaded and copied; the page it came from is recorded as freed),
+//! and [`Arc::make_mut`] copies a dirty node only if a snapshot still shares it. So a
+//! snapshot is a clone of the root, and it never changes.
+//!
+//! A checkpoint ([`flush`]) writes every dirty node of a snapshot bottom-up to newly
+//! allocated pages and returns a map from node identity to page; [`swizzle`] then replaces
+//! those nodes in the (possibly newer) working tree by clean page references.
+//!
+//! Reads and writes load clean nodes through a [`PageSource`] (the page file behind the
+//! buffer pool).
+
+mod cursor;
+pub mod node;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+pub use cursor::Cursor;
+pub use node::{Child, Interior, Leaf, Node, Ptr, TreeLimits, Val};
+
+use crate::error::Result;
+
+/// Where clean nodes and overflow values come from.
+#[async_trait]
+pub trait PageSource: Send + Sync {
+    /// Loads the node stored at `page`.
+    async fn node(&self, page: u64) -> Result<Arc<Node>>;
+    /// Reads an overflow value of `len` bytes starting at `first_page`.
+    async fn overflow(&self, first_page: u64, len: u64) -> Result<Bytes>;
+    /// The size limits of the tree's pages.
+    fn limits(&self) -> &TreeLimits;
+}
+
+/// Resolves a child pointer to its node.
+pub async fn load(src: &dyn PageSource, ptr: &Ptr) -> Result<Arc<Node>> {
+    match ptr {
+        Ptr::Dirty(n) => Ok(n.clone()),
+        Ptr::Clean(page) => src.node(*page).await,
+    }
+}
+
+/// Reads a value's bytes (loading overflow pages if needed).
+pub async fn value_bytes(src: &dyn PageSource, val: &Val) -> Result<Bytes> {
+    match val {
+        Val::Inline(b) => Ok(b.clone()),
+        Val::Overflow { len, first_page } => src.overflow(*first_page, *len).await,
+    }
+}
+
+/// The state a write carries: where to load from, and what it freed.
+pub struct WriteCtx<'a> {
+    /// Source of clean nodes.
+    pub src: &'a dyn PageSource,
+    /// Page runs `(first, count)` no longer referenced by the working tree.
+    pub freed: Vec<(u64, u64)>,
+    /// Nodes that became dirty (for the dirty-bytes estimate).
+    pub dirtied: u64,
+}
+
+impl<'a> WriteCtx<'a> {
+    /// A context reading from `src`.
+    pub fn new(src: &'a dyn PageSource) -> Self {
+        WriteCtx {
+            src,
+            freed: Vec::new(),
+            dirtied: 0,
+        }
+    }
+
+    fn free_val(&mut self, val: &Val) {
+        if let Val::Overflow { len, first_page } = val {
+            let n = self.src.limits().overflow_pages(*len);
+            self.freed.push((*first_page, n));
+        }
+    }
+}
+
+/// Index of the child of `int` that holds `key`.
+fn child_index(int: &Interior, key: &[u8]) -> usize {
+    int.seps.partition_point(|s| s.as_ref() <= key)
+}
+
+/// Makes `child` dirty and returns its node for changing (copied if a snapshot shares it).
+async fn make_dirty<'c>(ctx: &mut WriteCtx<'_>, child: &'c mut Child) -> Result<&'c mut Node> {
+    if let Ptr::Clean(page) = child.ptr {
+        let node = ctx.src.node(page).await?;
+        ctx.freed.push((page, 1));
+        ctx.dirtied += 1;
+        child.ptr = Ptr::Dirty(node);
+    }
+    match &mut child.ptr {
+        Ptr::Dirty(arc) => Ok(Arc::make_mut(arc)),
+        Ptr::Clean(_) => unreachable!("made dirty above"),
+    }
+}
+
+/// Looks `key` up.
+pub async fn get(src: &dyn PageSource, root: &Child, key: &[u8]) -> Result<Option<Val>> {
+    let mut node = load(src, &root.ptr).await?;
+    loop {
+        let next = match &*node {
+            Node::Leaf(l) => {
+                return Ok(match l.keys.binary_search_by(|k| k.as_ref().cmp(key)) {
+                    Ok(i) => Some(l.vals[i].clone()),
+                    Err(_) => None,
+                });
+            }
+            Node::Interior(int) => int.children[child_index(int, key)].ptr.clone(),
+        };
+        node = load(src, &next).await?;
+    }
+}
+
+/// The entry at position `index` (0-based, in key order).
+pub async fn nth(
+    src: &dyn PageSource,
+    root: &Child,
+    mut index: u64,
+) -> Result<Option<(Bytes, Val)>> {
+    if index >= root.count {
+        return Ok(None);
+    }
+    let mut node = load(src, &root.ptr).await?;
+    loop {
+        let next = match &*node {
+            Node::Leaf(l) => {
+                let i = index as usize;
+                return Ok(l.keys.get(i).map(|k| (k.clone(), l.vals[i].clone())));
+            }
+            Node::Interior(int) => {
+                let mut found = None;
+                for c in &int.children {
+                    if index < c.count {
+                        found = Some(c.ptr.clone());
+                        break;
+                    }
+                    index -= c.count;
+                }
+                match found {
+                    Some(p) => p,
+                    None => return Ok(None),
+                }
+            }
+        };
+        node = load(src, &next).await?;
+    }
+}
+
+/// Number of keys strictly less than `key`.
+pub async fn rank(src: &dyn PageSource, root: &Child, key: &[u8]) -> Result<u64> {
+    let mut node = load(src, &root.ptr).await?;
+    let mut before = 0u64;
+    loop {
+        let next = match &*node {
+            Node::Leaf(l) => {
+                return Ok(before + l.keys.partition_point(|k| k.as_ref() < key) as u64);
+            }
+            Node::Interior(int) => {
+                let i = child_index(int, key);
+                before += int.children[..i].iter().map(|c| c.count).sum::<u64>();
+                int.children[i].ptr.clone()
+            }
+        };
+        node = load(src, &next).await?;
+    }
+}
+
+/// The index that splits items of the given sizes into two non-empty halves with the
+/// smallest larger half.
+fn best_split(sizes: &[usize]) -> usize {
+    debug_assert!(sizes.len() >= 2);
+    let total: usize = sizes.iter().sum();
+    let mut left = 0usize;
+    let mut best = (usize::MAX, 1);
+    for (k, s) in sizes.iter().enumerate().take(sizes.len() - 1) {
+        left += s;
+        let worst = left.max(total - left);
+        if worst < best.0 {
+            best = (worst, k + 1);
+        }
+    }
+    best.1
+}
+
+/// Splits an overfull node in two; `hint` is the index that was just inserted (so
+/// ascending or descending inserts leave full nodes behind). Returns the separator and
+/// the new right node.
+fn split(node: &mut Node, hint: usize, limits: &TreeLimits) -> (Bytes, Node) {
+    match node {
+        Node::Leaf(l) => {
+            let n = l.keys.len();
+            let k = if hint + 1 == n {
+                n - 1
+            } else if hint == 0 {
+                1
+            } else {
+                let sizes: Vec<usize> = l
+                    .keys
+                    .iter()
+                    .zip(&l.vals)
+                    .map(|(k, v)| limits.leaf_entry_len(k, v))
+                    .collect();
+                best_split(&sizes)
+            };
+            let right = Leaf {
+                keys: l.keys.split_off(k),
+                vals: l.vals.split_off(k),
+            };
+            (right.keys[0].clone(), Node::Leaf(right))
+        }
+        Node::Interior(int) => {
+            let m = int.children.len();
+            let k = if hint + 1 == m {
+                m - 1
+            } else if hint == 0 {
+                1
+            } else {
+                let sizes: Vec<usize> = (0..m)
+                    .map(|i| 16 + if i == 0 { 0 } else { 2 + int.seps[i - 1].len() })
+                    .collect();
+                best_split(&sizes)
+            };
+            let right_children = int.children.split_off(k);
+            let mut right_seps = int.seps.split_off(k - 1);
+            let sep = right_seps.remove(0);
+            (
+                sep,
+                Node::Interior(Interior {
+                    children: right_children,
+                    seps: right_seps,
+                }),
+            )
+        }
+    }
+}
+
+/// What an insert below a node did.
+struct Inserted {
+    old: Option<Val>,
+    split: Option<(Bytes, Child)>,
+}
+
+fn insert_rec<'a>(
+    ctx: &'a mut WriteCtx<'_>,
+    child: &'a mut Child,
+    key: Bytes,
+    val: Val,
+) -> BoxFuture<'a, Result<Inserted>> {
+    Box::pin(async move {
+        let limits = *ctx.src.limits();
+        let node = make_dirty(ctx, child).await?;
+        let (old, hint) = match node {
+            Node::Leaf(l) => match l.keys.binary_search_by(|k| k.as_ref().cmp(&key)) {
+                Ok(i) => (Some(std::mem::replace(&mut l.vals[i], val)), i),
+                Err(i) => {
+                    l.keys.insert(i, key);
+                    l.vals.insert(i, val);
+                    (None, i)
+                }
+            },
+            Node::Interior(int) => {
+                let i = child_index(int, &key);
+                let below = insert_rec(ctx, &mut int.children[i], key, val).await?;
+                if below.old.is_none() {
+                    int.children[i].count += 1;
+                }
+                if let Some((sep, right)) = below.split {
+                    int.children[i].count -= right.count;
+                    int.children.insert(i + 1, right);
+                    int.seps.insert(i, sep);
+                }
+                (below.old, i)
+            }
+        };
+        if let Some(old) = &old {
+            ctx.free_val(old);
+        }
+        let split = if node.encoded_len(&limits) > limits.capacity {
+            let (sep, right) = split(node, hint, &limits);
+            ctx.dirtied += 1;
+            let count = right.count();
+            Some((
+                sep,
+                Child {
+                    ptr: Ptr::Dirty(Arc::new(right)),
+                    count,
+                },
+            ))
+        } else {
+            None
+        };
+        Ok(Inserted { old, split })
+    })
+}
+
+/// Inserts or replaces `key`; returns the old value.
+pub async fn insert(
+    ctx: &mut WriteCtx<'_>,
+    root: &mut Child,
+    key: Bytes,
+    val: Val,
+) -> Result<Option<Val>> {
+    let done = insert_rec(ctx, root, key, val).await?;
+    if done.old.is_none() {
+        root.count += 1;
+    }
+    if let Some((sep, right)) = done.split {
+        let total = root.count;
+        let left = std::mem::replace(root, Child::empty());
+        *root = Child {
+            ptr: Ptr::Dirty(Arc::new(Node::Interior(Interior {
+                children: vec![
+                    Child {
+                        ptr: left.ptr,
+                        count: total - right.count,
+                    },
+                    right,
+                ],
+                seps: vec![sep],
+            }))),
+            count: total,
+        };
+        ctx.dirtied += 1;
+    }
+    Ok(done.old)
+}
+
+fn remove_rec<'a>(
+    ctx: &'a mut WriteCtx<'_>,
+    child: &'a mut Child,
+    key: &'a [u8],
+) -> BoxFuture<'a, Result<Option<Val>>> {
+    Box::pin(async move {
+        let limits = *ctx.src.limits();
+        let node = make_dirty(ctx, child).await?;
+        let old = match node {
+            Node::Leaf(l) => match l.keys.binary_search_by(|k| k.as_ref().cmp(key)) {
+                Ok(i) => {
+                    l.keys.remove(i);
+                    Some(l.vals.remove(i))
+                }
+                Err(_) => None,
+            },
+            Node::Interior(int) => {
+                let i = child_index(int, key);
+                let old = remove_rec(ctx, &mut int.children[i], key).await?;
+                if old.is_some() {
+                    rebalance(ctx, int, i, &limits).await?;
+                }
+                old
+            }
+        };
+        if let Some(old) = &old {
+            ctx.free_val(old);
+        }
+        if old.is_some() {
+            child.count -= 1;
+        }
+        Ok(old)
+    })
+}
+
+/// Fixes an underfull child `i` of `int` by merging it with a neighbour, or by sharing
+/// entries with it when both do not fit one node.
+async fn rebalance(
+    ctx: &mut WriteCtx<'_>,
+    int: &mut Interior,
+    i: usize,
+    limits: &TreeLimits,
+) -> Result<()> {
+    if int.children.len() < 2 {
+        return Ok(());
+    }
+    let size = load(ctx.src, &int.children[i].ptr)
+        .await?
+        .encoded_len(limits);
+    if size >= limits.capacity / 4 {
+        return Ok(());
+    }
+    let (l, r) = if i + 1 < int.children.len() {
+        (i, i + 1)
+    } else {
+        (i - 1, i)
+    };
+    let mut right_child = int.children.remove(r);
+    let sep = int.seps.remove(l);
+    let right_node = make_dirty(ctx, &mut right_child).await?.clone();
+    let left = make_dirty(ctx, &mut int.children[l]).await?;
+    match (left, right_node) {
+        (Node::Leaf(a), Node::Leaf(b)) => {
+            a.keys.extend(b.keys);
+            a.vals.extend(b.vals);
+        }
+        (Node::Interior(a), Node::Interior(b)) => {
+            a.seps.push(sep);
+            a.seps.extend(b.seps);
+            a.children.extend(b.children);
+        }
+        _ => {
+            return Err(crate::Error::Corruption {
+                file: "data.px".into(),
+                offset: 0,
+                what: "siblings of different kinds in a tree".into(),
+            });
+        }
+    }
+    let left = make_dirty(ctx, &mut int.children[l]).await?;
+    if left.encoded_len(limits) > limits.capacity {
+        let n = match left {
+            Node::Leaf(x) => x.keys.len(),
+            Node::Interior(x) => x.children.len(),
+        };
+        // Re-split at the best point (the hint in the middle selects it).
+        let (sep, right) = split(left, n / 2, limits);
+        let rc = right.count();
+        let lc = left.count();
+        int.children[l].count = lc;
+        int.children.insert(
+            l + 1,
+            Child {
+                ptr: Ptr::Dirty(Arc::new(right)),
+                count: rc,
+            },
+        );
+        int.seps.insert(l, sep);
+        ctx.dirtied += 1;
+    } else {
+        int.children[l].count = left.count();
+    }
+    Ok(())
+}
+
+/// Removes `key`; returns its value.
+pub async fn remove(ctx: &mut WriteCtx<'_>, root: &mut Child, key: &[u8]) -> Result<Option<Val>> {
+    // Look first: a miss must not copy the path.
+    if get(ctx.src, root, key).await?.is_none() {
+        return Ok(None);
+    }
+    let old = remove_rec(ctx, root, key).await?;
+    // Collapse a root with one child.
+    loop {
+        let only = match &root.ptr {
+            Ptr::Dirty(n) => match &**n {
+                Node::Interior(int) if int.children.len() == 1 => Some(int.children[0].clone()),
+                _ => None,
+            },
+            Ptr::Clean(_) => None,
+        };
+        match only {
+            Some(c) => *root = c,
+            None => break,
+        }
+    }
+    Ok(old)
+}
+
+/// Builds a tree from entries sorted by strictly increasing key, filling nodes to `fill`
+/// (a fraction of a page). The result is all dirty.
+pub fn bulk_build(
+    entries: impl IntoIterator<Item = (Bytes, Val)>,
+    limits: &TreeLimits,
+    fill: f64,
+) -> Child {
+    let target = ((limits.capacity as f64) * fill) as usize;
+    let mut level: Vec<(Bytes, Child)> = Vec::new();
+    let mut leaf = Leaf::default();
+    let mut size = 4;
+    let mut first: Option<Bytes> = None;
+    for (k, v) in entries {
+        let len = limits.leaf_entry_len(&k, &v);
+        if !leaf.keys.is_empty() && size + len > target {
+            let count = leaf.keys.len() as u64;
+            level.push((
+                first.take().unwrap_or_default(),
+                Child {
+                    ptr: Ptr::Dirty(Arc::new(Node::Leaf(std::mem::take(&mut leaf)))),
+                    count,
+                },
+            ));
+            size = 4;
+        }
+        if leaf.keys.is_empty() {
+            first = Some(k.clone());
+        }
+        size += len;
+        leaf.keys.push(k);
+        leaf.vals.push(v);
+    }
+    if !leaf.keys.is_empty() || level.is_empty() {
+        let count = leaf.keys.len() as u64;
+        level.push((
+            first.unwrap_or_default(),
+            Child {
+                ptr: Ptr::Dirty(Arc::new(Node::Leaf(leaf))),
+                count,
+            },
+        ));
+    }
+    while level.len() > 1 {
+        let mut up: Vec<(Bytes, Child)> = Vec::new();
+        let mut int = Interior::default();
+        let mut size = 4;
+        let mut first: Option<Bytes> = None;
+        for (low, c) in level {
+            let len = 16
+                + if int.children.is_empty() {
+                    0
+                } else {
+                    2 + low.len()
+                };
+            if int.children.len() >= 2 && size + len > target {
+                let count = int.children.iter().map(|c| c.count).sum();
+                up.push((
+                    first.take().unwrap_or_default(),
+                    Child {
+                        ptr: Ptr::Dirty(Arc::new(Node::Interior(std::mem::take(&mut int)))),
+                        count,
+                    },
+                ));
+                size = 4;
+            }
+            if int.children.is_empty() {
+                first = Some(low);
+                size += 16;
+            } else {
+                size += 16 + 2 + low.len();
+                int.seps.push(low);
+            }
+            int.children.push(c);
+        }
+        let count = int.children.iter().map(|c| c.count).sum();
+        up.push((
+            first.unwrap_or_default(),
+            Child {
+                ptr: Ptr::Dirty(Arc::new(Node::Interior(int))),
+                count,
+            },
+        ));
+        level = up;
+    }
+    level.pop().map(|(_, c)| c).unwrap_or_else(Child::empty)
+}
+
+/// Identity of a dirty node (its address, valid while the snapshot that holds it lives).
+pub fn node_id(node: &Arc<Node>) -> usize {
+    Arc::as_ptr(node) as usize
+}
+
+/// A page a checkpoint writes: page id, page kind, payload.
+#[derive(Debug)]
+pub struct PageWrite {
+    /// Where it goes.
+    pub page: u64,
+    /// The page kind (leaf, interior, overflow).
+    pub kind: u8,
+    /// The payload after the page header.
+    pub payload: Vec<u8>,
+}
+
+/// What [`flush`] produced.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    /// The pages to write.
+    pub writes: Vec<PageWrite>,
+    /// Dirty node identity -> (page it went to, its clean form for the buffer pool).
+    pub map: HashMap<usize, (u64, Arc<Node>)>,
+}
+
+/// Assigns pages to every dirty node below `root` (children before parents; overflow
+/// values of leaves to runs of pages) and encodes them. `alloc(n)` returns the first page
+/// of `n` consecutive free pages. Returns the root's page.
+pub fn flush(
+    root: &Child,
+    limits: &TreeLimits,
+    alloc: &mut dyn FnMut(u64) -> u64,
+    out: &mut Flushed,
+) -> u64 {
+    match &root.ptr {
+        Ptr::Clean(p) => *p,
+        Ptr::Dirty(arc) => {
+            if let Some((p, _)) = out.map.get(&node_id(arc)) {
+                return *p;
+            }
+            let clean = match &**arc {
+                Node::Leaf(l) => {
+                    let mut vals = Vec::with_capacity(l.vals.len());
+                    for v in &l.vals {
+                        vals.push(match v {
+                            Val::Inline(b) if b.len() > limits.inline_max => {
+                                let n = limits.overflow_pages(b.len() as u64);
+                                let first = alloc(n);
+                                for (j, chunk) in b.chunks(limits.overflow_chunk).enumerate() {
+                                    let j = j as u64;
+                                    let next = if j + 1 < n { first + j + 1 } else { 0 };
+                                    let mut payload = Vec::with_capacity(8 + chunk.len());
+                                    persistx_io::format::node::encode_overflow(
+                                        next,
+                                        chunk,
+                                        &mut payload,
+                                    );
+                                    out.writes.push(PageWrite {
+                                        page: first + j,
+                                        kind: persistx_io::format::node::KIND_OVERFLOW,
+                                        payload,
+                                    });
+                                }
+                                Val::Overflow {
+                                    len: b.len() as u64,
+                                    first_page: first,
+                                }
+                            }
+                            other => other.clone(),
+                        });
+                    }
+                    Node::Leaf(Leaf {
+                        keys: l.keys.clone(),
+                        vals,
+                    })
+                }
+                Node::Interior(int) => {
+                    let children = int
+                        .children
+                        .iter()
+                        .map(|c| Child {
+                            ptr: Ptr::Clean(flush(c, limits, alloc, out)),
+                            count: c.count,
+                        })
+                        .collect();
+                    Node::Interior(Interior {
+                        children,
+                        seps: int.seps.clone(),
+                    })
+                }
+            };
+            let page = alloc(1);
+            let mut payload = Vec::with_capacity(limits.capacity);
+            let kind = node::encode_node(&clean, &mut payload);
+            out.writes.push(PageWrite {
+                page,
+                kind,
+                payload,
+            });
+            out.map.insert(node_id(arc), (page, Arc::new(clean)));
+            page
+        }
+    }
+}
+
+/// Replaces dirty nodes of the working tree that a checkpoint wrote by their pages.
+/// Records in `hit` the identities it replaced; nodes created after the checkpoint's
+/// snapshot are kept dirty (copied if a snapshot shares them) and searched below.
+pub fn swizzle(
+    child: &mut Child,
+    map: &HashMap<usize, (u64, Arc<Node>)>,
+    hit: &mut std::collections::HashSet<usize>,
+) {
+    let Ptr::Dirty(arc) = &mut child.ptr else {
+        return;
+    };
+    if let Some((page, _)) = map.get(&node_id(arc)) {
+        hit.insert(node_id(arc));
+        child.ptr = Ptr::Clean(*page);
+        return;
+    }
+    let needs = match &**arc {
+        Node::Interior(int) => int.children.iter().any(|c| match &c.ptr {
+            Ptr::Dirty(n) => map.contains_key(&node_id(n)) || matches!(&**n, Node::Interior(_)),
+            Ptr::Clean(_) => false,
+        }),
+        Node::Leaf(_) => false,
+    };
+    if needs && let Node::Interior(int) = Arc::make_mut(arc) {
+        for c in &mut int.children {
+            swizzle(c, map, hit);
+        }
+    }
+}
+
+/// Number of dirty nodes below (and including) `root`.
+pub fn dirty_nodes(root: &Child) -> u64 {
+    match &root.ptr {
+        Ptr::Clean(_) => 0,
+        Ptr::Dirty(n) => {
+            1 + match &**n {
+                Node::Interior(int) => int.children.iter().map(dirty_nodes).sum(),
+                Node::Leaf(_) => 0,
+            }
+        }
+    }
+}
+
+/// What [`verify`] counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeStats {
+    /// Entries.
+    pub entries: u64,
+    /// Leaf nodes.
+    pub leaves: u64,
+    /// Interior nodes.
+    pub interiors: u64,
+    /// Overflow pages referenced.
+    pub overflow_pages: u64,
+    /// Levels (1 for a lone leaf).
+    pub depth: u32,
+    /// Payload bytes the nodes use (for the fill ratio).
+    pub used_bytes: u64,
+    /// Clean pages reached (nodes and overflow pages), for the free-space check.
+    pub pages: Vec<(u64, u64)>,
+}
+
+/// A broken tree invariant, found by [`verify`].
+fn broken(page: Option<u64>, what: String) -> crate::Error {
+    crate::Error::Corruption {
+        file: "data.px".into(),
+        offset: page.unwrap_or(0),
+        what: match page {
+            Some(p) => format!("tree page {p}: {what}"),
+            None => format!("tree node in memory: {what}"),
+        },
+    }
+}
+
+/// Checks every invariant of the tree below `root`: keys strictly increasing and inside
+/// their parent's separators, subtree counts exact, every node within a page, no empty
+/// non-root node, all leaves at one depth. Reads every clean node (so every checksum).
+pub async fn verify(src: &dyn PageSource, root: &Child) -> Result<TreeStats> {
+    let mut stats = TreeStats::default();
+    let limits = *src.limits();
+    // (pointer, lower bound, upper bound, expected count, depth, is_root)
+    type Visit = (Ptr, Option<Bytes>, Option<Bytes>, u64, u32, bool);
+    let mut stack: Vec<Visit> = vec![(root.ptr.clone(), None, None, root.count, 1, true)];
+    let mut leaf_depth: Option<u32> = None;
+    while let Some((ptr, lo, hi, count, depth, is_root)) = stack.pop() {
+        let page = match ptr {
+            Ptr::Clean(p) => Some(p),
+            Ptr::Dirty(_) => None,
+        };
+        if let Some(p) = page {
+            stats.pages.push((p, 1));
+        }
+        let node = load(src, &ptr).await?;
+        let len = node.encoded_len(&limits);
+        if len > limits.capacity {
+            return Err(broken(
+                page,
+                format!("node of {len} bytes over the page capacity"),
+            ));
+        }
+        stats.used_bytes += len as u64;
+        if node.count() != count {
+            return Err(broken(
+                page,
+                format!(
+                    "subtree count {count} in the parent, {} in the node",
+                    node.count()
+                ),
+            ));
+        }
+        let in_bounds = |k: &[u8]| {
+            lo.as_ref().is_none_or(|l| k >= l.as_ref())
+                && hi.as_ref().is_none_or(|h| k < h.as_ref())
+        };
+        match &*node {
+            Node::Leaf(l) => {
+                if l.keys.is_empty() && !is_root {
+                    return Err(broken(page, "empty non-root leaf".into()));
+                }
+                if l.keys.len() != l.vals.len() {
+                    return Err(broken(page, "keys and values differ in number".into()));
+                }
+                for (j, k) in l.keys.iter().enumerate() {
+                    if j > 0 && l.keys[j - 1] >= *k {
+                        return Err(broken(page, "leaf keys out of order".into()));
+                    }
+                    if !in_bounds(k) {
+                        return Err(broken(
+                            page,
+                            "leaf key outside its parent's separators".into(),
+                        ));
+                    }
+                    if k.len() > limits.max_key {
+                        return Err(broken(
+                            page,
+                            format!("key of {} bytes over the limit", k.len()),
+                        ));
+                    }
+                }
+                for v in &l.vals {
+                    if let Val::Overflow { len, first_page } = v {
+                        let n = limits.overflow_pages(*len);
+                        stats.overflow_pages += n;
+                        stats.pages.push((*first_page, n));
+                        if page.is_some() {
+                            // Check the chain's pages decode (checksums, lengths).
+                            let bytes = src.overflow(*first_page, *len).await?;
+                            if bytes.len() as u64 != *len {
+                                return Err(broken(
+                                    page,
+                                    "overflow value of the wrong length".into(),
+                                ));
+                            }
+                        }
+                    }
+                }
+                stats.entries += l.keys.len() as u64;
+                stats.leaves += 1;
+                match leaf_depth {
+                    None => leaf_depth = Some(depth),
+                    Some(d) if d != depth => {
+                        return Err(broken(
+                            page,
+                            format!("leaf at depth {depth}, others at {d}"),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+            Node::Interior(int) => {
+                if int.children.len() < 2 && !is_root {
+                    return Err(broken(page, "interior node with one child".into()));
+                }
+                if int.children.is_empty() || int.seps.len() + 1 != int.children.len() {
+                    return Err(broken(
+                        page,
+                        "separator count does not match children".into(),
+                    ));
+                }
+                for (j, s) in int.seps.iter().enumerate() {
+                    if j > 0 && int.seps[j - 1] >= *s {
+                        return Err(broken(page, "separators out of order".into()));
+                    }
+                    if !in_bounds(s) {
+                        return Err(broken(page, "separator outside its parent's range".into()));
+                    }
+                }
+                stats.interiors += 1;
+                for (j, c) in int.children.iter().enumerate() {
+                    let clo = if j == 0 {
+                        lo.clone()
+                    } else {
+                        Some(int.seps[j - 1].clone())
+                    };
+                    let chi = if j + 1 == int.children.len() {
+                        hi.clone()
+                    } else {
+                        Some(int.seps[j].clone())
+                    };
+                    stack.push((c.ptr.clone(), clo, chi, c.count, depth + 1, false));
+                }
+            }
+        }
+    }
+    stats.depth = leaf_depth.unwrap_or(1);
+    Ok(stats)
+}
