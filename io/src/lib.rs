@@ -9,6 +9,7 @@
 //!   on dedicated threads), [`memory`] (in-memory databases and fast tests) and [`sim`] (the
 //!   simulated disk for crash and fault tests). [`open_backend`] picks one; `Auto` probes
 //!   io_uring and falls back to the portable backend.
+//! * [`pool`]: the [`BufferPool`], a sharded clock cache of clean pages under a memory budget.
 //! * [`mod@format`]: the on-disk structures (WAL segment header, WAL record frame, page header),
 //!   checksummed with crc32c, documented byte by byte in `docs/format.md`.
 //! * [`error`]: the crate's [`Error`].
@@ -23,6 +24,7 @@
 pub mod error;
 pub mod format;
 pub mod memory;
+pub mod pool;
 pub mod portable;
 pub mod sim;
 pub mod uring;
@@ -31,6 +33,7 @@ pub mod vfs;
 use std::sync::Arc;
 
 pub use error::{Error, Result};
+pub use pool::{BufferPool, PoolStats};
 pub use vfs::{File, OpenMode, Vfs};
 
 /// Which I/O backend a database uses.
