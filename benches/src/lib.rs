@@ -9,6 +9,8 @@
 //! * [`raw`]: the physical limit of the disk, a plain `pwrite` + `fdatasync` loop on one
 //!   thread, with no engine in the way.
 //! * [`table`]: a tiny Markdown table printer.
+//! * [`compare`]: the engines, workload and report of the side-by-side comparison with peer
+//!   engines (the `compare` binary).
 
 use std::error::Error as StdError;
 
@@ -17,6 +19,8 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The result type of the benchmark helpers.
 pub type Result<T> = std::result::Result<T, BoxError>;
+
+pub mod compare;
 
 pub mod payload {
     //! Record payloads that say who wrote them.
