@@ -45,6 +45,49 @@ pub enum Error {
         /// The limit.
         max: u64,
     },
+    /// The folder is not a PersistX database (or its page file is unreadable as one).
+    /// Nothing was changed.
+    #[error("{} is not a PersistX database: {reason}", path.display())]
+    NotADatabase {
+        /// The folder or file.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The database was written by a newer PersistX (a newer on-disk format). Nothing was
+    /// changed; open it with that version.
+    #[error("{} uses format version {found}; this build reads up to {supported}", path.display())]
+    NewerFormat {
+        /// The page file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// A collection exists with another kind or key/value type than the one asked for.
+    /// Nothing was changed.
+    #[error("collection {name:?} is a {found}, not a {expected}")]
+    WrongCollectionType {
+        /// The collection.
+        name: String,
+        /// What it was created as (kind and types).
+        found: String,
+        /// What was asked for.
+        expected: String,
+    },
+    /// A key or value is over the documented size limit. Nothing was changed.
+    #[error("{what} of {len} bytes is over the limit of {max} bytes (collection {collection:?})")]
+    TooLarge {
+        /// "key" or "value".
+        what: &'static str,
+        /// Its length.
+        len: u64,
+        /// The limit.
+        max: u64,
+        /// The collection.
+        collection: String,
+    },
     /// A bad argument (e.g. an option out of range). Nothing was changed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod error;
 pub mod tree;
 pub mod wal;

@@ -157,6 +157,30 @@ impl<M: Send + 'static> ActorRef<M> {
         rx.await.map_err(|_dropped| self.shared.outcome_unknown())
     }
 
+    /// [`ActorRef::ask`] in two steps: returns as soon as the message is in the mailbox, with
+    /// an [`Answer`] to await the reply later. Messages sent this way one after another from
+    /// one task reach the actor in that order, even if their answers are awaited elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] or [`Error::Failed`]: the message was not delivered.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ActorRef::tell`]: dropping the future while it waits for space leaves the message
+    /// unsent; once it returned the message is accepted.
+    pub async fn ask_deferred<R: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<R>) -> M,
+    ) -> Result<Answer<R>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tell(make(Reply(tx))).await?;
+        Ok(Answer {
+            rx,
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
     /// Stops the actor gracefully and waits until it has stopped: new sends fail with
     /// [`Error::Stopped`], every message already accepted (including those of senders still
     /// waiting for space) is handled, `on_stop` runs, and the state is dropped.
@@ -193,6 +217,39 @@ impl<M: Send + 'static> ActorRef<M> {
     #[cfg(test)]
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
+    }
+}
+
+/// The reply to a message sent with [`ActorRef::ask_deferred`].
+#[must_use = "an answer does nothing unless awaited with `get`"]
+pub struct Answer<R> {
+    rx: oneshot::Receiver<R>,
+    shared: Arc<Shared>,
+}
+
+impl<R> Answer<R> {
+    /// Waits for the reply.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutcomeUnknown`] if the actor dropped the reply (it failed, or the handler
+    /// did not answer).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it discards the reply; the message is handled anyway.
+    pub async fn get(self) -> Result<R, Error> {
+        self.rx
+            .await
+            .map_err(|_dropped| self.shared.outcome_unknown())
+    }
+}
+
+impl<R> fmt::Debug for Answer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Answer")
+            .field("actor", &self.shared.name)
+            .finish()
     }
 }
 

@@ -75,5 +75,5 @@ pub use actor::{Actor, ActorConfig, spawn};
 /// Re-export of [`async_trait::async_trait`], needed to implement [`Actor`].
 pub use async_trait::async_trait;
 pub use error::{Error, TrySendError};
-pub use handle::{ActorRef, Reply};
+pub use handle::{ActorRef, Answer, Reply};
 pub use status::ActorStatus;

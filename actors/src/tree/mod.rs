@@ -262,7 +262,11 @@ fn insert_rec<'a>(
         let node = make_dirty(ctx, child).await?;
         let (old, hint) = match node {
             Node::Leaf(l) => match l.keys.binary_search_by(|k| k.as_ref().cmp(&key)) {
-                Ok(i) => (Some(std::mem::replace(&mut l.vals[i], val)), i),
+                Ok(i) => {
+                    let old = std::mem::replace(&mut l.vals[i], val);
+                    ctx.free_val(&old);
+                    (Some(old), i)
+                }
                 Err(i) => {
                     l.keys.insert(i, key);
                     l.vals.insert(i, val);
@@ -283,9 +287,6 @@ fn insert_rec<'a>(
                 (below.old, i)
             }
         };
-        if let Some(old) = &old {
-            ctx.free_val(old);
-        }
         let split = if node.encoded_len(&limits) > limits.capacity {
             let (sep, right) = split(node, hint, &limits);
             ctx.dirtied += 1;
@@ -348,7 +349,9 @@ fn remove_rec<'a>(
             Node::Leaf(l) => match l.keys.binary_search_by(|k| k.as_ref().cmp(key)) {
                 Ok(i) => {
                     l.keys.remove(i);
-                    Some(l.vals.remove(i))
+                    let old = l.vals.remove(i);
+                    ctx.free_val(&old);
+                    Some(old)
                 }
                 Err(_) => None,
             },
@@ -361,9 +364,6 @@ fn remove_rec<'a>(
                 old
             }
         };
-        if let Some(old) = &old {
-            ctx.free_val(old);
-        }
         if old.is_some() {
             child.count -= 1;
         }
@@ -573,8 +573,57 @@ pub struct PageWrite {
 pub struct Flushed {
     /// The pages to write.
     pub writes: Vec<PageWrite>,
-    /// Dirty node identity -> (page it went to, its clean form for the buffer pool).
-    pub map: HashMap<usize, (u64, Arc<Node>)>,
+    /// Dirty node identity -> where and how it was written.
+    pub map: WrittenMap,
+}
+
+/// One node a checkpoint wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The page it went to.
+    pub page: u64,
+    /// Its clean form (children as pages), for the buffer pool.
+    pub node: Arc<Node>,
+    /// Overflow runs this flush created for its values.
+    pub new_runs: Vec<(u64, u64)>,
+}
+
+/// Dirty node identity -> what [`flush`] did with it.
+pub type WrittenMap = HashMap<usize, Written>;
+
+/// The page runs of written nodes that no node in `hit` (or below one) reaches: pages a
+/// checkpoint wrote that the working tree stopped using before it was swizzled.
+pub fn unreached(map: &WrittenMap, hit: &std::collections::HashSet<usize>) -> Vec<(u64, u64)> {
+    let by_page: HashMap<u64, &Written> = map.values().map(|w| (w.page, w)).collect();
+    let mut reached: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut stack: Vec<u64> = hit
+        .iter()
+        .filter_map(|id| map.get(id).map(|w| w.page))
+        .collect();
+    while let Some(p) = stack.pop() {
+        if !reached.insert(p) {
+            continue;
+        }
+        if let Some(w) = by_page.get(&p)
+            && let Node::Interior(int) = &*w.node
+        {
+            for c in &int.children {
+                if let Ptr::Clean(q) = c.ptr
+                    && by_page.contains_key(&q)
+                {
+                    stack.push(q);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for w in map.values() {
+        if !reached.contains(&w.page) {
+            out.push((w.page, 1));
+            out.extend(w.new_runs.iter().copied());
+        }
+    }
+    out
 }
 
 /// Assigns pages to every dirty node below `root` (children before parents; overflow
@@ -589,9 +638,10 @@ pub fn flush(
     match &root.ptr {
         Ptr::Clean(p) => *p,
         Ptr::Dirty(arc) => {
-            if let Some((p, _)) = out.map.get(&node_id(arc)) {
-                return *p;
+            if let Some(w) = out.map.get(&node_id(arc)) {
+                return w.page;
             }
+            let mut new_runs = Vec::new();
             let clean = match &**arc {
                 Node::Leaf(l) => {
                     let mut vals = Vec::with_capacity(l.vals.len());
@@ -600,6 +650,7 @@ pub fn flush(
                             Val::Inline(b) if b.len() > limits.inline_max => {
                                 let n = limits.overflow_pages(b.len() as u64);
                                 let first = alloc(n);
+                                new_runs.push((first, n));
                                 for (j, chunk) in b.chunks(limits.overflow_chunk).enumerate() {
                                     let j = j as u64;
                                     let next = if j + 1 < n { first + j + 1 } else { 0 };
@@ -651,7 +702,14 @@ pub fn flush(
                 kind,
                 payload,
             });
-            out.map.insert(node_id(arc), (page, Arc::new(clean)));
+            out.map.insert(
+                node_id(arc),
+                Written {
+                    page,
+                    node: Arc::new(clean),
+                    new_runs,
+                },
+            );
             page
         }
     }
@@ -660,17 +718,13 @@ pub fn flush(
 /// Replaces dirty nodes of the working tree that a checkpoint wrote by their pages.
 /// Records in `hit` the identities it replaced; nodes created after the checkpoint's
 /// snapshot are kept dirty (copied if a snapshot shares them) and searched below.
-pub fn swizzle(
-    child: &mut Child,
-    map: &HashMap<usize, (u64, Arc<Node>)>,
-    hit: &mut std::collections::HashSet<usize>,
-) {
+pub fn swizzle(child: &mut Child, map: &WrittenMap, hit: &mut std::collections::HashSet<usize>) {
     let Ptr::Dirty(arc) = &mut child.ptr else {
         return;
     };
-    if let Some((page, _)) = map.get(&node_id(arc)) {
+    if let Some(w) = map.get(&node_id(arc)) {
         hit.insert(node_id(arc));
-        child.ptr = Ptr::Clean(*page);
+        child.ptr = Ptr::Clean(w.page);
         return;
     }
     let needs = match &**arc {

@@ -233,6 +233,35 @@ impl Wal {
             .await?
     }
 
+    /// [`Wal::append_with`] in two steps: returns once the record is queued for the log
+    /// (records queued one after another from one task get increasing LSNs), with a future
+    /// that resolves to the LSN once the record is as durable as `durability` says.
+    ///
+    /// # Cancel safety
+    /// Dropping the first future while it waits for mailbox space leaves the record
+    /// unqueued; dropping the returned future does not withdraw a queued record.
+    pub async fn submit(
+        &self,
+        payload: Bytes,
+        durability: Durability,
+    ) -> Result<impl std::future::Future<Output = Result<u64>> + Send + 'static> {
+        if payload.len() > persistx_io::format::wal::MAX_RECORD_PAYLOAD as usize {
+            return Err(Error::RecordTooLarge {
+                len: payload.len() as u64,
+                max: persistx_io::format::wal::MAX_RECORD_PAYLOAD.into(),
+            });
+        }
+        let answer = self
+            .actor
+            .ask_deferred(|reply| LogMsg::Append {
+                payload,
+                durability,
+                reply,
+            })
+            .await?;
+        Ok(async move { answer.get().await? })
+    }
+
     /// Makes every record appended so far durable; returns the durable LSN.
     ///
     /// # Cancel safety

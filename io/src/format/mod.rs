@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::error::Error;
 
+pub mod catalog;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod node;

@@ -1,0 +1,834 @@
+//! Collection actors: each owns the working tree of one collection, applies writes at once,
+//! logs them, and publishes a new version when the log reports them durable.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use persistx_io::format::catalog::{self, RecordOp};
+use persistx_runtime::{Actor, Reply};
+use tokio::sync::{Notify, OwnedMutexGuard};
+
+use super::alloc::Epoch;
+use super::{CkptState, EngineInner};
+use crate::error::{Error, Result};
+use crate::tree::{self, Child, PageSource, Val, WriteCtx};
+use crate::wal::Durability;
+
+/// What a collection is. Stored in the catalog; opening with another kind is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// Key -> value.
+    Map = 1,
+    /// Keys only.
+    Set = 2,
+    /// Positional list (keys are generated).
+    List = 3,
+}
+
+impl Kind {
+    /// The kind stored as this byte, if any.
+    pub fn from_u8(b: u8) -> Option<Kind> {
+        match b {
+            1 => Some(Kind::Map),
+            2 => Some(Kind::Set),
+            3 => Some(Kind::List),
+            _ => None,
+        }
+    }
+
+    /// A name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Map => "map",
+            Kind::Set => "set",
+            Kind::List => "list",
+        }
+    }
+}
+
+/// Identity of a collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionInfo {
+    /// Its id (never reused).
+    pub id: u32,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+    /// The key type it was created with.
+    pub key_type: String,
+    /// The value type it was created with.
+    pub value_type: String,
+}
+
+/// One immutable version of a collection's tree.
+#[derive(Debug)]
+pub struct Version {
+    /// The tree.
+    pub root: Child,
+    /// Every record of this collection up to this LSN is in the tree, none after it.
+    pub lsn: u64,
+    /// The actor's batch number that made it.
+    pub seq: u64,
+    /// Keeps pages this version may read from being reused.
+    pub(crate) _epoch: Arc<Epoch>,
+}
+
+/// A change requested of a collection.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Insert or replace; answers the old value.
+    Put(Bytes, Bytes),
+    /// Remove; answers the old value.
+    Delete(Bytes),
+    /// Remove everything.
+    Clear,
+    /// Remove and answer the first entry.
+    PopFirst,
+    /// Remove and answer the last entry.
+    PopLast,
+    /// List: append a value.
+    PushBack(Bytes),
+    /// List: prepend a value.
+    PushFront(Bytes),
+    /// List: insert a value at a position (`0..=len`).
+    InsertAt(u64, Bytes),
+    /// List: replace the value at a position; answers the old one.
+    SetAt(u64, Bytes),
+    /// List: remove and answer the value at a position.
+    RemoveAt(u64),
+    /// List: keep only the first `n` entries.
+    Truncate(u64),
+}
+
+/// The answer to one [`Op`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResult {
+    /// Nothing to answer (clear, push, insert, truncate).
+    Done,
+    /// The value the key or position held before, if any.
+    Old(Option<Bytes>),
+    /// The entry removed, if any.
+    Popped(Option<(Bytes, Bytes)>),
+}
+
+/// One write request: its ops, durability and where to answer.
+type WriteReq = (Vec<Op>, Durability, Reply<Result<Vec<OpResult>>>);
+
+/// A collection's own version handed to a checkpoint (bulk writes): id, version, freed runs.
+pub(crate) type OwnVersion = (u32, Arc<Version>, Vec<(u64, u64)>);
+
+pub(crate) enum CollMsg {
+    Write {
+        ops: Vec<Op>,
+        durability: Durability,
+        reply: Reply<Result<Vec<OpResult>>>,
+    },
+    /// A write too large for one log record: applied and made durable by a checkpoint that
+    /// the caller has locked (`guard`).
+    Bulk {
+        ops: Vec<Op>,
+        guard: OwnedMutexGuard<CkptState>,
+        reply: Reply<Result<Vec<OpResult>>>,
+    },
+    Freeze {
+        reply: Reply<Frozen>,
+    },
+    Swizzle {
+        map: Arc<tree::WrittenMap>,
+        reply: Reply<()>,
+    },
+}
+
+/// A collection's part of a checkpoint.
+pub(crate) struct Frozen {
+    pub(crate) version: Arc<Version>,
+    pub(crate) lsn: u64,
+    pub(crate) freed: Vec<(u64, u64)>,
+}
+
+/// State a collection shares with its handles and the version-publishing tasks.
+pub(crate) struct CollShared {
+    pub(crate) info: CollectionInfo,
+    pub(crate) published: ArcSwap<Version>,
+    pending: AtomicU64,
+    idle: Notify,
+    poisoned: AtomicBool,
+}
+
+impl CollShared {
+    pub(crate) fn new(info: CollectionInfo, version: Version) -> Self {
+        CollShared {
+            info,
+            published: ArcSwap::from_pointee(version),
+            pending: AtomicU64::new(0),
+            idle: Notify::new(),
+            poisoned: AtomicBool::new(false),
+        }
+    }
+
+    fn publish(&self, v: Arc<Version>) {
+        self.published.rcu(|cur| {
+            if cur.seq < v.seq {
+                v.clone()
+            } else {
+                cur.clone()
+            }
+        });
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.pending.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+pub(crate) struct CollActor {
+    pub(crate) shared: Arc<CollShared>,
+    pub(crate) engine: Arc<EngineInner>,
+    pub(crate) working: Child,
+    pub(crate) seq: u64,
+    /// Runs no longer referenced from version `tag` on.
+    pub(crate) freed: Vec<(u64, (u64, u64))>,
+    pub(crate) dirty: u64,
+}
+
+/// The most bytes of log record one batch writes before the batch is split; larger single
+/// writes take the bulk path.
+pub(crate) const RECORD_SPLIT: usize = 16 << 20;
+
+fn list_key_after(last: Option<&[u8]>) -> Vec<u8> {
+    match last {
+        None => 0x8000_0000_0000_0001u64.to_be_bytes().to_vec(),
+        Some(k) => {
+            let mut p = [0u8; 8];
+            let n = k.len().min(8);
+            p[..n].copy_from_slice(&k[..n]);
+            let x = u64::from_be_bytes(p);
+            match x.checked_add(if x.wrapping_add(1) & 0xFF == 0 { 2 } else { 1 }) {
+                Some(y) => y.to_be_bytes().to_vec(),
+                None => list_key_between(k, None),
+            }
+        }
+    }
+}
+
+fn list_key_before(first: &[u8]) -> Vec<u8> {
+    let mut p = [0u8; 8];
+    let n = first.len().min(8);
+    p[..n].copy_from_slice(&first[..n]);
+    let x = u64::from_be_bytes(p);
+    let step = if x.wrapping_sub(1) & 0xFF == 0 { 2 } else { 1 };
+    match x.checked_sub(step) {
+        Some(y) if y > 0 => y.to_be_bytes().to_vec(),
+        _ => list_key_between(&[], Some(first)),
+    }
+}
+
+/// A key strictly between `a` and `b` (or after `a`), never ending in a zero byte. Keys
+/// are read as base-256 fractions; generated keys never end in 0, so distinct keys are
+/// distinct fractions.
+pub(crate) fn list_key_between(a: &[u8], b: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut bound = b.is_some();
+    let mut i = 0;
+    loop {
+        let da = u32::from(a.get(i).copied().unwrap_or(0));
+        let db = if bound {
+            u32::from(b.and_then(|b| b.get(i)).copied().unwrap_or(0))
+        } else {
+            256
+        };
+        if db > da + 1 {
+            out.push(((da + db) / 2) as u8);
+            return out;
+        }
+        out.push(da as u8);
+        if db == da + 1 {
+            bound = false;
+        }
+        i += 1;
+    }
+}
+
+impl CollActor {
+    /// Applies one message's ops to the working tree; on error the tree is restored.
+    async fn apply(
+        &mut self,
+        ops: &[Op],
+        log: &mut Vec<(u8, Bytes, Bytes)>,
+    ) -> Result<Vec<OpResult>> {
+        let saved = (self.working.clone(), self.freed.len(), log.len());
+        match self.apply_inner(ops, log).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.working = saved.0;
+                self.freed.truncate(saved.1);
+                log.truncate(saved.2);
+                Err(e)
+            }
+        }
+    }
+
+    async fn apply_inner(
+        &mut self,
+        ops: &[Op],
+        log: &mut Vec<(u8, Bytes, Bytes)>,
+    ) -> Result<Vec<OpResult>> {
+        let engine = self.engine.clone();
+        let src: &dyn PageSource = &*engine.pages;
+        let tag = self.seq + 1;
+        let mut ctx = WriteCtx::new(src);
+        let mut results = Vec::with_capacity(ops.len());
+        let limits = *src.limits();
+        for op in ops {
+            let r = match op {
+                Op::Put(k, v) => {
+                    let old = tree::insert(
+                        &mut ctx,
+                        &mut self.working,
+                        k.clone(),
+                        Val::Inline(v.clone()),
+                    )
+                    .await?;
+                    log.push((1, k.clone(), v.clone()));
+                    OpResult::Old(match old {
+                        Some(v) => Some(tree::value_bytes(src, &v).await?),
+                        None => None,
+                    })
+                }
+                Op::Delete(k) => {
+                    let old = tree::remove(&mut ctx, &mut self.working, k).await?;
+                    if old.is_some() {
+                        log.push((2, k.clone(), Bytes::new()));
+                    }
+                    OpResult::Old(match old {
+                        Some(v) => Some(tree::value_bytes(src, &v).await?),
+                        None => None,
+                    })
+                }
+                Op::Clear => {
+                    if self.working.count > 0 || matches!(self.working.ptr, tree::Ptr::Clean(_)) {
+                        let stats = tree::verify(src, &self.working).await?;
+                        ctx.freed.extend(stats.pages);
+                        self.working = Child::empty();
+                        log.push((3, Bytes::new(), Bytes::new()));
+                    }
+                    OpResult::Done
+                }
+                Op::PopFirst | Op::PopLast | Op::RemoveAt(_) => {
+                    let index = match op {
+                        Op::PopFirst => 0,
+                        Op::PopLast => self.working.count.wrapping_sub(1),
+                        Op::RemoveAt(i) => *i,
+                        _ => unreachable!(),
+                    };
+                    match tree::nth(src, &self.working, index).await? {
+                        None => match op {
+                            Op::RemoveAt(_) => OpResult::Old(None),
+                            _ => OpResult::Popped(None),
+                        },
+                        Some((k, _)) => {
+                            let old = tree::remove(&mut ctx, &mut self.working, &k).await?;
+                            log.push((2, k.clone(), Bytes::new()));
+                            let v = match old {
+                                Some(v) => tree::value_bytes(src, &v).await?,
+                                None => Bytes::new(),
+                            };
+                            match op {
+                                Op::RemoveAt(_) => OpResult::Old(Some(v)),
+                                _ => OpResult::Popped(Some((k, v))),
+                            }
+                        }
+                    }
+                }
+                Op::PushBack(v) | Op::PushFront(v) | Op::InsertAt(_, v) => {
+                    let len = self.working.count;
+                    let at = match op {
+                        Op::PushBack(_) => len,
+                        Op::PushFront(_) => 0,
+                        Op::InsertAt(i, _) => *i,
+                        _ => unreachable!(),
+                    };
+                    if at > len {
+                        return Err(Error::InvalidArgument(format!(
+                            "list position {at} is past the end (length {len})"
+                        )));
+                    }
+                    let before = if at > 0 {
+                        tree::nth(src, &self.working, at - 1).await?.map(|e| e.0)
+                    } else {
+                        None
+                    };
+                    let after = if at < len {
+                        tree::nth(src, &self.working, at).await?.map(|e| e.0)
+                    } else {
+                        None
+                    };
+                    let key = match (&before, &after) {
+                        (None, None) => list_key_after(None),
+                        (Some(a), None) => list_key_after(Some(a)),
+                        (None, Some(b)) => list_key_before(b),
+                        (Some(a), Some(b)) => list_key_between(a, Some(b)),
+                    };
+                    if key.len() > limits.max_key {
+                        return Err(Error::InvalidArgument(format!(
+                            "list position keys near {at} are exhausted after many inserts at one spot; rewrite the list"
+                        )));
+                    }
+                    let key = Bytes::from(key);
+                    tree::insert(
+                        &mut ctx,
+                        &mut self.working,
+                        key.clone(),
+                        Val::Inline(v.clone()),
+                    )
+                    .await?;
+                    log.push((1, key, v.clone()));
+                    OpResult::Done
+                }
+                Op::SetAt(i, v) => match tree::nth(src, &self.working, *i).await? {
+                    None => {
+                        return Err(Error::InvalidArgument(format!(
+                            "list position {i} is past the end (length {})",
+                            self.working.count
+                        )));
+                    }
+                    Some((k, _)) => {
+                        let old = tree::insert(
+                            &mut ctx,
+                            &mut self.working,
+                            k.clone(),
+                            Val::Inline(v.clone()),
+                        )
+                        .await?;
+                        log.push((1, k, v.clone()));
+                        OpResult::Old(match old {
+                            Some(v) => Some(tree::value_bytes(src, &v).await?),
+                            None => None,
+                        })
+                    }
+                },
+                Op::Truncate(n) => {
+                    while self.working.count > *n {
+                        let last = self.working.count - 1;
+                        let Some((k, _)) = tree::nth(src, &self.working, last).await? else {
+                            break;
+                        };
+                        tree::remove(&mut ctx, &mut self.working, &k).await?;
+                        log.push((2, k, Bytes::new()));
+                    }
+                    OpResult::Done
+                }
+            };
+            results.push(r);
+        }
+        self.dirty += ctx.dirtied;
+        self.engine.add_dirty(ctx.dirtied);
+        self.freed.extend(ctx.freed.into_iter().map(|r| (tag, r)));
+        Ok(results)
+    }
+
+    fn encode_records(&self, log: &[(u8, Bytes, Bytes)]) -> Vec<Bytes> {
+        let id = self.shared.info.id;
+        let mut records = Vec::new();
+        let mut start = 0;
+        let mut size = 0;
+        let to_ops = |part: &[(u8, Bytes, Bytes)]| -> Vec<u8> {
+            let ops: Vec<RecordOp<'_>> = part
+                .iter()
+                .map(|(t, k, v)| match t {
+                    1 => RecordOp::Put(k, v),
+                    2 => RecordOp::Delete(k),
+                    _ => RecordOp::Clear,
+                })
+                .collect();
+            catalog::encode_write(id, &ops)
+        };
+        for (i, (_, k, v)) in log.iter().enumerate() {
+            let len = 9 + k.len() + v.len();
+            if size + len > RECORD_SPLIT && i > start {
+                records.push(Bytes::from(to_ops(&log[start..i])));
+                start = i;
+                size = 0;
+            }
+            size += len;
+        }
+        if start < log.len() {
+            records.push(Bytes::from(to_ops(&log[start..])));
+        }
+        records
+    }
+
+    fn poisoned_error(&self) -> Error {
+        Error::Poisoned {
+            cause: format!(
+                "an earlier write to collection {:?} failed",
+                self.shared.info.name
+            ),
+        }
+    }
+
+    async fn handle_writes(&mut self, writes: Vec<WriteReq>) {
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            for (_, _, reply) in writes {
+                reply.send(Err(self.poisoned_error()));
+            }
+            return;
+        }
+        let mut log = Vec::new();
+        let mut answered = Vec::new();
+        let mut durability = Durability::None;
+        for (ops, d, reply) in writes {
+            match self.apply(&ops, &mut log).await {
+                Ok(r) => {
+                    durability = stronger(durability, d);
+                    answered.push((reply, r));
+                }
+                Err(e) => reply.send(Err(e)),
+            }
+        }
+        if answered.is_empty() {
+            return;
+        }
+        if log.is_empty() {
+            // Nothing changed (misses): answer from the current state, after anything pending
+            // is durable so an answer never reflects a write that could still be lost.
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                shared.wait_idle().await;
+                for (reply, r) in answered {
+                    reply.send(Ok(r));
+                }
+            });
+            return;
+        }
+        self.seq += 1;
+        let records = self.encode_records(&log);
+        let bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
+        self.engine.add_wal_bytes(bytes);
+        let version_root = self.working.clone();
+        let seq = self.seq;
+        let epoch = self.engine.epoch.load_full();
+        let shared = self.shared.clone();
+        let wal = self.engine.wal.clone();
+        shared.pending.fetch_add(1, Ordering::AcqRel);
+        // Queue the records with the log now, in order (so LSN order is the order the
+        // actor applied them), and wait for durability in a task so the actor keeps
+        // applying the next writes meanwhile.
+        let mut appends = Vec::with_capacity(records.len());
+        let mut submit_error = None;
+        for r in records {
+            match wal.submit(r, durability).await {
+                Ok(a) => appends.push(a),
+                Err(e) => {
+                    submit_error = Some(e);
+                    break;
+                }
+            }
+        }
+        tokio::spawn(async move {
+            let mut result = Ok(0);
+            for a in appends {
+                match a.await {
+                    Ok(lsn) => result = Ok(lsn),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = submit_error
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+            match result {
+                Ok(lsn) => {
+                    shared.publish(Arc::new(Version {
+                        root: version_root,
+                        lsn,
+                        seq,
+                        _epoch: epoch,
+                    }));
+                    for (reply, r) in answered {
+                        reply.send(Ok(r));
+                    }
+                }
+                Err(e) => {
+                    shared.poisoned.store(true, Ordering::Release);
+                    for (reply, _) in answered {
+                        reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            if shared.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                shared.idle.notify_waiters();
+            }
+        });
+    }
+
+    async fn handle_bulk(
+        &mut self,
+        ops: Vec<Op>,
+        guard: OwnedMutexGuard<CkptState>,
+    ) -> Result<Vec<OpResult>> {
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(self.poisoned_error());
+        }
+        self.shared.wait_idle().await;
+        let saved = (self.working.clone(), self.freed.len());
+        let spill_nodes = (self.engine.dirty_limit_nodes() / 2).max(64);
+        let mut results = Vec::with_capacity(ops.len());
+        let mut spilled: Vec<(u64, u64)> = Vec::new();
+        let outcome: Result<()> = async {
+            let mut log = Vec::new();
+            for chunk in ops.chunks(4096) {
+                results.extend(self.apply_inner(chunk, &mut log).await?);
+                log.clear();
+                if tree::dirty_nodes(&self.working) > spill_nodes {
+                    self.spill(&mut spilled).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            self.working = saved.0;
+            self.freed.truncate(saved.1);
+            let mut alloc = self.engine.lock_alloc();
+            for (p, n) in spilled {
+                alloc.release(p, n);
+            }
+            return Err(e);
+        }
+        self.seq += 1;
+        let version = Arc::new(Version {
+            root: self.working.clone(),
+            lsn: 0,
+            seq: self.seq,
+            _epoch: self.engine.epoch.load_full(),
+        });
+        let freed: Vec<(u64, u64)> = {
+            let seq = self.seq;
+            let (now, later): (Vec<_>, Vec<_>) = self.freed.drain(..).partition(|(t, _)| *t <= seq);
+            self.freed = later;
+            now.into_iter().map(|(_, r)| r).collect()
+        };
+        let done = self
+            .engine
+            .checkpoint_locked(guard, Some((self.shared.info.id, version.clone(), freed)))
+            .await;
+        match done {
+            Ok((lsn, map)) => {
+                self.swizzle(&map);
+                let epoch = self.engine.epoch.load_full();
+                let v = Version {
+                    root: self.working.clone(),
+                    lsn,
+                    seq: self.seq,
+                    _epoch: epoch,
+                };
+                self.shared.publish(Arc::new(v));
+                Ok(results)
+            }
+            Err(e) => {
+                self.shared.poisoned.store(true, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the working tree's dirty nodes to pages no superblock references (the caller
+    /// holds the checkpoint lock, so none is written meanwhile) to bound memory.
+    async fn spill(&mut self, spilled: &mut Vec<(u64, u64)>) -> Result<()> {
+        let mut out = tree::Flushed::default();
+        {
+            let mut alloc = self.engine.lock_alloc();
+            let mut f = |n: u64| {
+                let p = alloc.alloc(n);
+                spilled.push((p, n));
+                p
+            };
+            tree::flush(&self.working, self.engine.pages.limits(), &mut f, &mut out);
+        }
+        self.engine.pages.bump_end(self.engine.lock_alloc().end());
+        self.engine.pages.write_pages(&out.writes, 0).await?;
+        self.swizzle(&out.map);
+        Ok(())
+    }
+
+    /// Replaces written nodes by their pages in the working tree and the published version.
+    fn swizzle(&mut self, map: &tree::WrittenMap) {
+        for w in map.values() {
+            self.engine.pages.cache(w.page, w.node.clone());
+        }
+        let mut hit = HashSet::new();
+        tree::swizzle(&mut self.working, map, &mut hit);
+        let before = self.dirty;
+        self.dirty = tree::dirty_nodes(&self.working);
+        self.engine.sub_dirty(before.saturating_sub(self.dirty));
+        // Written pages the working tree no longer uses: free from the next version on.
+        let tag = self.seq + 1;
+        for run in tree::unreached(map, &hit) {
+            self.freed.push((tag, run));
+        }
+        let cur = self.shared.published.load_full();
+        let mut root = cur.root.clone();
+        let mut hit2 = HashSet::new();
+        tree::swizzle(&mut root, map, &mut hit2);
+        let v = Arc::new(Version {
+            root,
+            lsn: cur.lsn,
+            seq: cur.seq,
+            _epoch: self.engine.epoch.load_full(),
+        });
+        self.shared.published.rcu(|now| {
+            if now.seq == v.seq {
+                v.clone()
+            } else {
+                now.clone()
+            }
+        });
+    }
+
+    fn freeze(&mut self) -> Frozen {
+        let (version, lsn) = if self.shared.pending.load(Ordering::Acquire) == 0 {
+            // Everything this collection logged is published; any later record gets an LSN
+            // above the log's durable LSN.
+            let v = self.shared.published.load_full();
+            let lsn = self.engine.wal.durable_lsn().max(v.lsn);
+            (v, lsn)
+        } else {
+            let v = self.shared.published.load_full();
+            let lsn = v.lsn;
+            (v, lsn)
+        };
+        let seq = version.seq;
+        let (now, later): (Vec<_>, Vec<_>) = self.freed.drain(..).partition(|(t, _)| *t <= seq);
+        self.freed = later;
+        Frozen {
+            version,
+            lsn,
+            freed: now.into_iter().map(|(_, r)| r).collect(),
+        }
+    }
+}
+
+fn stronger(a: Durability, b: Durability) -> Durability {
+    let rank = |d: Durability| match d {
+        Durability::Immediate => 2,
+        Durability::Eventual => 1,
+        Durability::None => 0,
+    };
+    if rank(a) >= rank(b) { a } else { b }
+}
+
+#[async_trait]
+impl Actor for CollActor {
+    type Msg = CollMsg;
+
+    async fn handle_batch(&mut self, batch: Vec<CollMsg>) {
+        let mut writes = Vec::new();
+        for msg in batch {
+            match msg {
+                CollMsg::Write {
+                    ops,
+                    durability,
+                    reply,
+                } => writes.push((ops, durability, reply)),
+                other => {
+                    if !writes.is_empty() {
+                        self.handle_writes(std::mem::take(&mut writes)).await;
+                    }
+                    self.handle(other).await;
+                }
+            }
+        }
+        if !writes.is_empty() {
+            self.handle_writes(writes).await;
+        }
+    }
+
+    async fn handle(&mut self, msg: CollMsg) {
+        match msg {
+            CollMsg::Write {
+                ops,
+                durability,
+                reply,
+            } => self.handle_writes(vec![(ops, durability, reply)]).await,
+            CollMsg::Bulk { ops, guard, reply } => {
+                let r = self.handle_bulk(ops, guard).await;
+                reply.send(r);
+            }
+            CollMsg::Freeze { reply } => reply.send(self.freeze()),
+            CollMsg::Swizzle { map, reply } => {
+                self.swizzle(&map);
+                reply.send(());
+            }
+        }
+    }
+
+    async fn on_stop(&mut self) {
+        // Versions still being made durable finish in their tasks; wait so that a stopped
+        // actor has published everything it acknowledged.
+        self.shared.wait_idle().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn list_keys_grow_slowly_at_the_ends() {
+        let mut k = list_key_after(None);
+        for _ in 0..100_000 {
+            let n = list_key_after(Some(&k));
+            assert!(n > k);
+            k = n;
+        }
+        assert_eq!(k.len(), 8);
+        let mut f = list_key_after(None);
+        for _ in 0..100_000 {
+            let n = list_key_before(&f);
+            assert!(n < f);
+            assert_ne!(n.last(), Some(&0));
+            f = n;
+        }
+        assert_eq!(f.len(), 8);
+    }
+
+    proptest! {
+        #[test]
+        fn between_is_strictly_between(a in prop::collection::vec(any::<u8>(), 1..12), b in prop::collection::vec(any::<u8>(), 1..12)) {
+            prop_assume!(a.last() != Some(&0) && b.last() != Some(&0) && a != b);
+            let (a, b) = if a < b { (a, b) } else { (b, a) };
+            let c = list_key_between(&a, Some(&b));
+            prop_assert!(a < c && c < b, "{:?} {:?} {:?}", a, c, b);
+            prop_assert_ne!(c.last(), Some(&0));
+        }
+
+        #[test]
+        fn repeated_inserts_at_one_spot_stay_ordered(steps in prop::collection::vec(any::<bool>(), 1..200)) {
+            let mut lo = list_key_after(None);
+            let mut hi = list_key_after(Some(&lo));
+            for left in steps {
+                let m = list_key_between(&lo, Some(&hi));
+                prop_assert!(lo < m && m < hi);
+                if left { hi = m } else { lo = m }
+            }
+        }
+    }
+}

@@ -1,0 +1,1323 @@
+//! The storage engine: a database directory with a page file (`data.px`), a write-ahead log
+//! (`wal/`), one actor per collection, checkpoints and recovery.
+//!
+//! * [`Engine::open`] takes the database lock, reads the superblock in force, the catalog
+//!   and the free list, replays the log above each collection's checkpoint LSN, and starts
+//!   one actor per collection plus a background checkpointer.
+//! * [`Collection::write`] sends changes to the collection's actor, which applies them to its
+//!   working tree at once, queues one log record per batch, and publishes the new version
+//!   (answering the callers) when the log reports it durable.
+//! * [`Collection::snapshot`] is lock-free: the newest published version.
+//! * [`Engine::checkpoint`] writes every collection's published version copy-on-write to
+//!   free pages, then the catalog and free list, syncs, writes the other superblock slot,
+//!   syncs, releases the log below the checkpoint, and turns the written nodes clean.
+
+pub mod alloc;
+pub mod collection;
+pub mod pagefile;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use persistx_io::format::catalog::{
+    self, CatalogEntry, KIND_CATALOG, KIND_FREELIST, Record, RecordOp,
+};
+use persistx_io::format::superblock::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, Superblock};
+use persistx_io::format::{FORMAT_VERSION, FormatError};
+use persistx_io::vfs::LockGuard;
+use persistx_io::{OpenMode, PoolStats, Vfs};
+use persistx_runtime::{ActorConfig, ActorRef};
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+use crate::tree::{self, Child, PageSource, PageWrite, Ptr, TreeStats, Val, WriteCtx};
+use crate::wal::{Durability, Wal, WalOptions, WalStats};
+use alloc::{Allocator, Epoch};
+use collection::{CollActor, CollMsg, CollShared, Frozen, OwnVersion};
+pub use collection::{CollectionInfo, Kind, Op, OpResult, Version};
+pub use pagefile::PageFile;
+
+/// The page file's name in the database directory.
+pub const DATA_FILE: &str = "data.px";
+/// The log's directory in the database directory.
+pub const WAL_DIR: &str = "wal";
+/// The database lock file.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Options of an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Page size of a new database (a power of two, 4 KiB to 64 KiB; default 4 KiB). An
+    /// existing database keeps the page size it was created with.
+    pub page_size: usize,
+    /// Memory budget in bytes (default 64 MiB): three quarters for the buffer pool of clean
+    /// pages, a quarter for dirty pages (a checkpoint starts when they pass it).
+    pub cache_bytes: usize,
+    /// Durability of writes (default [`Durability::Immediate`]).
+    pub durability: Durability,
+    /// Options of the log.
+    pub wal: WalOptions,
+    /// A checkpoint starts when the log has grown this much since the last one (default
+    /// 64 MiB).
+    pub checkpoint_wal_bytes: u64,
+    /// Start checkpoints on their own (default true). `close` always checkpoints.
+    pub auto_checkpoint: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            page_size: 4096,
+            cache_bytes: 64 << 20,
+            durability: Durability::Immediate,
+            wal: WalOptions::default(),
+            checkpoint_wal_bytes: 64 << 20,
+            auto_checkpoint: true,
+        }
+    }
+}
+
+/// The superblock in force and the pages its catalog and free list use.
+#[derive(Debug)]
+pub(crate) struct CkptState {
+    slot: u32,
+    number: u64,
+    database_id: u64,
+    meta_runs: Vec<(u64, u64)>,
+}
+
+struct CollEntry {
+    shared: Arc<CollShared>,
+    actor: ActorRef<CollMsg>,
+}
+
+#[derive(Default)]
+struct Registry {
+    by_name: HashMap<String, CollEntry>,
+    next_id: u32,
+}
+
+/// The engine's state, shared by the handles, the collection actors and the checkpointer.
+pub(crate) struct EngineInner {
+    dir: PathBuf,
+    options: EngineOptions,
+    pub(crate) wal: Wal,
+    pub(crate) pages: Arc<PageFile>,
+    alloc: Mutex<Allocator>,
+    pub(crate) epoch: ArcSwap<Epoch>,
+    ckpt: Arc<tokio::sync::Mutex<CkptState>>,
+    registry: tokio::sync::Mutex<Registry>,
+    dirty_nodes: AtomicU64,
+    wal_bytes: AtomicU64,
+    trigger: Arc<Notify>,
+    closed: AtomicBool,
+    poisoned: AtomicBool,
+    checkpoints: AtomicU64,
+    lock: Mutex<Option<LockGuard>>,
+}
+
+impl EngineInner {
+    pub(crate) fn lock_alloc(&self) -> MutexGuard<'_, Allocator> {
+        self.alloc.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn add_dirty(&self, n: u64) {
+        let total = self.dirty_nodes.fetch_add(n, Ordering::Relaxed) + n;
+        if self.options.auto_checkpoint && total > self.dirty_limit_nodes() {
+            self.trigger.notify_one();
+        }
+    }
+
+    pub(crate) fn sub_dirty(&self, n: u64) {
+        let _ = self
+            .dirty_nodes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                Some(d.saturating_sub(n))
+            });
+    }
+
+    pub(crate) fn add_wal_bytes(&self, n: u64) {
+        let total = self.wal_bytes.fetch_add(n, Ordering::Relaxed) + n;
+        if self.options.auto_checkpoint && total > self.options.checkpoint_wal_bytes {
+            self.trigger.notify_one();
+        }
+    }
+
+    /// Dirty nodes allowed before a checkpoint starts: a quarter of the budget.
+    pub(crate) fn dirty_limit_nodes(&self) -> u64 {
+        (self.options.cache_bytes / 4 / self.pages.page_size()) as u64
+    }
+
+    fn over_thresholds(&self) -> bool {
+        self.dirty_nodes.load(Ordering::Relaxed) > self.dirty_limit_nodes()
+            || self.wal_bytes.load(Ordering::Relaxed) > self.options.checkpoint_wal_bytes
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned {
+                cause: "an earlier checkpoint failed".into(),
+            });
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(self: &Arc<Self>) -> Result<()> {
+        let guard = self.ckpt.clone().lock_owned().await;
+        self.checkpoint_locked(guard, None).await.map(|_| ())
+    }
+
+    /// Runs a checkpoint; the caller holds the checkpoint lock. `own` is a collection whose
+    /// actor is the caller (a bulk write): its version is given, not asked for. Returns that
+    /// collection's checkpoint LSN and the map of written nodes (for it to swizzle).
+    pub(crate) async fn checkpoint_locked(
+        self: &Arc<Self>,
+        mut state: tokio::sync::OwnedMutexGuard<CkptState>,
+        own: Option<OwnVersion>,
+    ) -> Result<(u64, tree::WrittenMap)> {
+        let r = self.checkpoint_steps(&mut state, own).await;
+        if r.is_err() {
+            // Pages may be half written and the allocator's view is unsure: no more
+            // checkpoints in this process; reopening recovers from the superblock in force.
+            self.poisoned.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    async fn checkpoint_steps(
+        self: &Arc<Self>,
+        state: &mut CkptState,
+        own: Option<OwnVersion>,
+    ) -> Result<(u64, tree::WrittenMap)> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned {
+                cause: "an earlier checkpoint failed".into(),
+            });
+        }
+        let wal_bytes_before = self.wal_bytes.load(Ordering::Relaxed);
+        // 1. Freeze every collection: its newest durable version and its exact LSN.
+        let mut frozen: Vec<(CollectionInfo, Frozen)> = Vec::new();
+        let mut actors = Vec::new();
+        let mut own_lsn = 0;
+        {
+            let registry = self.registry.lock().await;
+            for e in registry.by_name.values() {
+                let info = e.shared.info.clone();
+                match &own {
+                    Some((id, version, freed)) if *id == info.id => {
+                        own_lsn = self.wal.durable_lsn().max(version.lsn);
+                        frozen.push((
+                            info,
+                            Frozen {
+                                version: version.clone(),
+                                lsn: own_lsn,
+                                freed: freed.clone(),
+                            },
+                        ));
+                    }
+                    _ => {
+                        let f = e.actor.ask(|reply| CollMsg::Freeze { reply }).await?;
+                        frozen.push((info, f));
+                        actors.push(e.actor.clone());
+                    }
+                }
+            }
+        }
+        frozen.sort_by_key(|(info, _)| info.id);
+        // The log must be durable at least up to every LSN the superblock will name.
+        let durable = self.wal.sync().await?;
+        let ckpt_lsn = frozen.iter().map(|(_, f)| f.lsn).min().unwrap_or(durable);
+        let limits = *self.pages.limits();
+        // 2. Allocate and encode: trees, catalog, free list.
+        let mut out = tree::Flushed::default();
+        let mut entries = Vec::new();
+        let mut freed: Vec<(u64, u64)> = state.meta_runs.clone();
+        let (writes, catalog_root, free_root, end, meta_runs) = {
+            let mut alloc = self.lock_alloc();
+            for (info, f) in &frozen {
+                let root = tree::flush(&f.version.root, &limits, &mut |n| alloc.alloc(n), &mut out);
+                entries.push(CatalogEntry {
+                    id: info.id,
+                    kind: info.kind as u8,
+                    root,
+                    count: f.version.root.count,
+                    checkpoint_lsn: f.lsn,
+                    name: info.name.clone(),
+                    key_type: info.key_type.clone(),
+                    value_type: info.value_type.clone(),
+                });
+                freed.extend(f.freed.iter().copied());
+            }
+            let mut writes = std::mem::take(&mut out.writes);
+            let mut meta_runs = Vec::new();
+            let mut cat_pages = catalog::encode_catalog(&entries, limits.capacity);
+            let cat_ids: Vec<u64> = cat_pages.iter().map(|_| alloc.alloc(1)).collect();
+            // Pages freed by this checkpoint wait for the snapshots of the current epoch.
+            let epoch = self.epoch.load_full();
+            alloc.defer(&epoch, freed);
+            // The free list's own pages come out of the free space they describe: take
+            // pages until the list (without them) fits in them.
+            let mut free_ids: Vec<u64> = Vec::new();
+            let free_runs = loop {
+                let runs = alloc.persisted_free();
+                let need = catalog::freelist_pages(runs.len(), limits.capacity);
+                if free_ids.len() >= need {
+                    break runs;
+                }
+                free_ids.push(alloc.alloc(1));
+            };
+            let mut free_pages = catalog::encode_freelist(&free_runs, limits.capacity);
+            free_pages.resize_with(free_ids.len(), || {
+                catalog::encode_freelist(&[], limits.capacity).remove(0)
+            });
+            for (i, p) in cat_pages.iter_mut().enumerate() {
+                catalog::set_next(p, cat_ids.get(i + 1).copied().unwrap_or(0));
+            }
+            for (i, p) in free_pages.iter_mut().enumerate() {
+                catalog::set_next(p, free_ids.get(i + 1).copied().unwrap_or(0));
+            }
+            for (id, payload) in cat_ids.iter().zip(cat_pages) {
+                meta_runs.push((*id, 1));
+                writes.push(PageWrite {
+                    page: *id,
+                    kind: KIND_CATALOG,
+                    payload,
+                });
+            }
+            for (id, payload) in free_ids.iter().zip(free_pages) {
+                meta_runs.push((*id, 1));
+                writes.push(PageWrite {
+                    page: *id,
+                    kind: KIND_FREELIST,
+                    payload,
+                });
+            }
+            (writes, cat_ids[0], free_ids[0], alloc.end(), meta_runs)
+        };
+        self.pages.bump_end(end);
+        // 3. Pages, sync, superblock (other slot), sync.
+        self.pages.write_pages(&writes, durable).await?;
+        self.pages.sync().await?;
+        let slot = 1 - state.slot;
+        let sb = Superblock {
+            page_size: limits.page_size as u32,
+            checkpoint: state.number + 1,
+            checkpoint_lsn: ckpt_lsn,
+            catalog_root,
+            free_list_root: free_root,
+            page_count: end,
+            database_id: state.database_id,
+        };
+        self.pages.write_superblock(slot, &sb).await?;
+        state.slot = slot;
+        state.number += 1;
+        state.meta_runs = meta_runs;
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        // 4. The new superblock is in force: a new epoch, the log below it released.
+        let old = self.epoch.load_full();
+        self.epoch.store(old.advance());
+        drop(old);
+        self.wal.release_below(ckpt_lsn.saturating_add(1)).await?;
+        // 5. Written nodes become clean in every collection.
+        let map = Arc::new(std::mem::take(&mut out.map));
+        for a in actors {
+            let map = map.clone();
+            // A stopped actor has nothing left to swizzle.
+            let _ = a.ask(|reply| CollMsg::Swizzle { map, reply }).await;
+        }
+        let reclaimed = self.lock_alloc().reclaim();
+        tracing::debug!(
+            checkpoint = state.number,
+            lsn = ckpt_lsn,
+            pages = writes.len(),
+            reclaimed,
+            "checkpoint"
+        );
+        let _ = self
+            .wal_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(wal_bytes_before))
+            });
+        let map = Arc::try_unwrap(map).unwrap_or_else(|m| (*m).clone());
+        Ok((own_lsn, map))
+    }
+}
+
+/// A database engine: its page file, log and collections. Cheap to clone. Closing (or
+/// dropping the last clone inside a tokio runtime) checkpoints and releases the lock.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+    _handle: Arc<CloseOnDrop>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+struct CloseOnDrop(Weak<EngineInner>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade()
+            && !inner.closed.load(Ordering::Acquire)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                if let Err(e) = close_inner(&inner).await {
+                    tracing::warn!(error = %e, "closing a dropped database failed");
+                }
+            });
+        }
+    }
+}
+
+/// A handle to one collection of an [`Engine`]: byte keys and values. Cheap to clone.
+#[derive(Clone)]
+pub struct Collection {
+    shared: Arc<CollShared>,
+    actor: ActorRef<CollMsg>,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Collection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("info", &self.shared.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of one collection: an immutable tree version and the page file to read it
+/// from. `'static`, cheap to clone, never changes.
+#[derive(Clone)]
+pub struct Snapshot {
+    version: Arc<Version>,
+    pages: Arc<PageFile>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("lsn", &self.version.lsn)
+            .field("len", &self.version.root.count)
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Entries in the snapshot.
+    pub fn len(&self) -> u64 {
+        self.version.root.count
+    }
+
+    /// True if there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The LSN the snapshot reflects.
+    pub fn lsn(&self) -> u64 {
+        self.version.lsn
+    }
+
+    /// The value of `key`.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        match tree::get(&*self.pages, &self.version.root, key).await? {
+            Some(v) => Ok(Some(tree::value_bytes(&*self.pages, &v).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The entry at position `index`.
+    pub async fn nth(&self, index: u64) -> Result<Option<(Bytes, Bytes)>> {
+        match tree::nth(&*self.pages, &self.version.root, index).await? {
+            Some((k, v)) => Ok(Some((k, tree::value_bytes(&*self.pages, &v).await?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Number of keys below `key`.
+    pub async fn rank(&self, key: &[u8]) -> Result<u64> {
+        tree::rank(&*self.pages, &self.version.root, key).await
+    }
+
+    /// A cursor at the lower bound (for iterating forward) or after the upper bound (for
+    /// iterating backward).
+    pub async fn cursor(
+        &self,
+        bound: std::ops::Bound<&[u8]>,
+        forward: bool,
+    ) -> Result<tree::Cursor> {
+        if forward {
+            tree::Cursor::lower(&*self.pages, &self.version.root, bound).await
+        } else {
+            tree::Cursor::upper(&*self.pages, &self.version.root, bound).await
+        }
+    }
+
+    /// Moves a cursor of this snapshot; answers the entry passed.
+    pub async fn step(
+        &self,
+        cursor: &mut tree::Cursor,
+        forward: bool,
+    ) -> Result<Option<(Bytes, Bytes)>> {
+        let e = if forward {
+            cursor.next(&*self.pages).await?
+        } else {
+            cursor.prev(&*self.pages).await?
+        };
+        match e {
+            Some((k, v)) => Ok(Some((k, tree::value_bytes(&*self.pages, &v).await?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Checks every invariant and checksum of the snapshot's tree.
+    pub async fn verify(&self) -> Result<TreeStats> {
+        tree::verify(&*self.pages, &self.version.root).await
+    }
+}
+
+impl Collection {
+    /// The collection's identity.
+    pub fn info(&self) -> &CollectionInfo {
+        &self.shared.info
+    }
+
+    /// The newest published version. Lock-free; never waits.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            version: self.shared.published.load_full(),
+            pages: self.engine.inner.pages.clone(),
+        }
+    }
+
+    /// Applies `ops` atomically (one log record) and answers each, once durable at the
+    /// database's durability level.
+    ///
+    /// # Cancel safety
+    /// Dropping the future after the request reached the actor does not withdraw it: the
+    /// write is applied and logged; only the answer is lost.
+    pub async fn write(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        self.engine.inner.check_open()?;
+        self.check_sizes(&ops)?;
+        let size: usize = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(k, v) => k.len() + v.len() + 9,
+                Op::PushBack(v) | Op::PushFront(v) | Op::InsertAt(_, v) | Op::SetAt(_, v) => {
+                    v.len() + 30
+                }
+                _ => 16,
+            })
+            .sum();
+        if size > collection::RECORD_SPLIT {
+            // Too large for the log: applied and made durable by a checkpoint.
+            let guard = self.engine.inner.ckpt.clone().lock_owned().await;
+            return self
+                .actor
+                .ask(|reply| CollMsg::Bulk { ops, guard, reply })
+                .await?;
+        }
+        let durability = self.engine.inner.options.durability;
+        self.actor
+            .ask(|reply| CollMsg::Write {
+                ops,
+                durability,
+                reply,
+            })
+            .await?
+    }
+
+    fn check_sizes(&self, ops: &[Op]) -> Result<()> {
+        let limits = self.engine.inner.pages.limits();
+        let too = |what, len: usize, max: usize| Error::TooLarge {
+            what,
+            len: len as u64,
+            max: max as u64,
+            collection: self.shared.info.name.clone(),
+        };
+        for op in ops {
+            match op {
+                Op::Put(k, v) => {
+                    if k.len() > limits.max_key {
+                        return Err(too("key", k.len(), limits.max_key));
+                    }
+                    if v.len() > MAX_VALUE_LEN {
+                        return Err(too("value", v.len(), MAX_VALUE_LEN));
+                    }
+                }
+                Op::Delete(k) if k.len() > limits.max_key => {
+                    return Err(too("key", k.len(), limits.max_key));
+                }
+                Op::PushBack(v) | Op::PushFront(v) | Op::InsertAt(_, v) | Op::SetAt(_, v)
+                    if v.len() > MAX_VALUE_LEN =>
+                {
+                    return Err(too("value", v.len(), MAX_VALUE_LEN));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The longest value (bytes after encoding).
+pub const MAX_VALUE_LEN: usize = 16 << 20;
+
+/// Counters of an engine, from [`Engine::stats`].
+#[derive(Debug, Clone)]
+pub struct EngineStats {
+    /// Collections: identity and entry count.
+    pub collections: Vec<(CollectionInfo, u64)>,
+    /// Page size.
+    pub page_size: usize,
+    /// Pages in the page file.
+    pub pages: u64,
+    /// Pages free for reuse.
+    pub free_pages: u64,
+    /// Pages freed but waiting for old snapshots.
+    pub pending_pages: u64,
+    /// Dirty tree nodes in memory.
+    pub dirty_nodes: u64,
+    /// Checkpoints completed since open.
+    pub checkpoints: u64,
+    /// Buffer pool counters.
+    pub pool: PoolStats,
+    /// Log counters.
+    pub wal: WalStats,
+    /// Bytes of the log's segment files.
+    pub wal_bytes: u64,
+    /// Pages read and written since open.
+    pub page_reads: u64,
+    /// Pages written since open.
+    pub page_writes: u64,
+}
+
+/// What [`Engine::verify`] found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    /// Per collection: name and tree statistics.
+    pub collections: Vec<(String, TreeStats)>,
+    /// Pages in the file.
+    pub pages: u64,
+    /// Pages free.
+    pub free_pages: u64,
+    /// Pages neither referenced nor free (space lost until `compact`).
+    pub leaked_pages: u64,
+}
+
+async fn read_chain(pages: &PageFile, first: u64, kind: u8, max: u64) -> Result<Vec<(u64, Bytes)>> {
+    let mut out = Vec::new();
+    let mut p = first;
+    while p != 0 {
+        if out.len() as u64 > max {
+            return Err(Error::Corruption {
+                file: pages.path().to_path_buf(),
+                offset: p * pages.page_size() as u64,
+                what: "page chain loops".into(),
+            });
+        }
+        let payload = pages.read_payload(p, kind).await?;
+        let next = u64::from_le_bytes(
+            payload
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or([0; 8]),
+        );
+        out.push((p, payload));
+        p = next;
+    }
+    Ok(out)
+}
+
+fn format_err(path: &Path, offset: u64, e: FormatError) -> Error {
+    Error::from(e.at(path, offset))
+}
+
+impl Engine {
+    /// Opens (creating if needed) the database in `dir` on `vfs`.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if it is open elsewhere; [`Error::NotADatabase`] if `dir` holds
+    /// other files; [`Error::NewerFormat`]; [`Error::Corruption`] naming file and offset.
+    pub async fn open(
+        vfs: Arc<dyn Vfs>,
+        dir: impl Into<PathBuf>,
+        options: EngineOptions,
+    ) -> Result<Engine> {
+        let dir = dir.into();
+        if !options.page_size.is_power_of_two()
+            || options.page_size < MIN_PAGE_SIZE as usize
+            || options.page_size > MAX_PAGE_SIZE as usize
+        {
+            return Err(Error::InvalidArgument(format!(
+                "page size {} is not a power of two from {MIN_PAGE_SIZE} to {MAX_PAGE_SIZE}",
+                options.page_size
+            )));
+        }
+        if options.cache_bytes < 1 << 20 {
+            return Err(Error::InvalidArgument(format!(
+                "cache budget of {} bytes is under the minimum of 1 MiB",
+                options.cache_bytes
+            )));
+        }
+        let data_path = dir.join(DATA_FILE);
+        if vfs.exists(&dir).await? {
+            let names = vfs.list_dir(&dir).await?;
+            let ours = |n: &String| n == DATA_FILE || n == WAL_DIR || n == LOCK_FILE;
+            if !names.is_empty() && !names.iter().any(|n| n == DATA_FILE) {
+                return Err(Error::NotADatabase {
+                    path: dir.clone(),
+                    reason: format!(
+                        "it holds {:?} but no {DATA_FILE}",
+                        names.iter().find(|n| !ours(n)).unwrap_or(&names[0])
+                    ),
+                });
+            }
+        } else {
+            vfs.create_dir_all(&dir).await?;
+            vfs.sync_dir(&persistx_io::vfs::parent_dir(&dir)).await?;
+        }
+        let lock = vfs.lock(&dir.join(LOCK_FILE)).await?;
+        let file = vfs.open(&data_path, OpenMode::CreateOrOpen).await?;
+        let len = file.len().await?;
+        let (page_size, state, sb) = if len == 0 {
+            let page_size = options.page_size;
+            let database_id = rand::random::<u64>() | 1;
+            let sb = Superblock {
+                page_size: page_size as u32,
+                checkpoint: 1,
+                checkpoint_lsn: 0,
+                catalog_root: 0,
+                free_list_root: 0,
+                page_count: 2,
+                database_id,
+            };
+            let mut page = vec![0u8; page_size * 2];
+            page[..persistx_io::format::superblock::SUPERBLOCK_LEN].copy_from_slice(&sb.encode(0));
+            file.write_and_sync(0, Bytes::from(page)).await?;
+            vfs.sync_dir(&dir).await?;
+            (
+                page_size,
+                CkptState {
+                    slot: 0,
+                    number: 1,
+                    database_id,
+                    meta_runs: Vec::new(),
+                },
+                sb,
+            )
+        } else {
+            let (slot, sb) = read_superblock(&*file, &data_path).await?;
+            (
+                sb.page_size as usize,
+                CkptState {
+                    slot,
+                    number: sb.checkpoint,
+                    database_id: sb.database_id,
+                    meta_runs: Vec::new(),
+                },
+                sb,
+            )
+        };
+        let pool_budget = options.cache_bytes / 4 * 3;
+        let pages = Arc::new(PageFile::new(
+            file,
+            data_path.clone(),
+            page_size,
+            pool_budget,
+        ));
+        pages.bump_end(sb.page_count);
+        // Catalog and free list.
+        let mut state = state;
+        let mut entries = Vec::new();
+        if sb.catalog_root != 0 {
+            for (p, payload) in
+                read_chain(&pages, sb.catalog_root, KIND_CATALOG, sb.page_count).await?
+            {
+                let (_, e) = catalog::decode_catalog(&payload)
+                    .map_err(|e| format_err(&data_path, p * page_size as u64, e))?;
+                entries.extend(e);
+                state.meta_runs.push((p, 1));
+            }
+        }
+        let mut free = Vec::new();
+        if sb.free_list_root != 0 {
+            for (p, payload) in
+                read_chain(&pages, sb.free_list_root, KIND_FREELIST, sb.page_count).await?
+            {
+                let (_, runs) = catalog::decode_freelist(&payload)
+                    .map_err(|e| format_err(&data_path, p * page_size as u64, e))?;
+                for (first, n) in runs {
+                    if first + n > sb.page_count {
+                        return Err(Error::Corruption {
+                            file: data_path.clone(),
+                            offset: p * page_size as u64,
+                            what: format!(
+                                "free run {first}+{n} past the file's {} pages",
+                                sb.page_count
+                            ),
+                        });
+                    }
+                    free.push((first, n));
+                }
+                state.meta_runs.push((p, 1));
+            }
+        }
+        let allocator = Allocator::new(sb.page_count, &free);
+        // The log: replay what lies above the oldest collection checkpoint.
+        let min_lsn = entries
+            .iter()
+            .map(|e| e.checkpoint_lsn)
+            .min()
+            .unwrap_or(sb.checkpoint_lsn)
+            .min(sb.checkpoint_lsn);
+        let mut records: Vec<(u64, Bytes)> = Vec::new();
+        let mut wal_options = options.wal.clone();
+        wal_options.durability = options.durability;
+        let (wal, _report) = Wal::open_with(
+            vfs.clone(),
+            dir.join(WAL_DIR),
+            wal_options,
+            |lsn, payload| {
+                if lsn > min_lsn {
+                    records.push((lsn, Bytes::copy_from_slice(payload)));
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        let wal_end = wal.durable_lsn();
+        if let Some(max) = entries.iter().map(|e| e.checkpoint_lsn).max()
+            && wal_end < max
+        {
+            return Err(Error::Corruption {
+                file: dir.join(WAL_DIR),
+                offset: 0,
+                what: format!(
+                    "the log ends at LSN {wal_end}, before the checkpoint's LSN {max}: log files are missing"
+                ),
+            });
+        }
+        let epoch = Arc::new(Epoch::default());
+        let inner = Arc::new(EngineInner {
+            dir: dir.clone(),
+            options: options.clone(),
+            wal,
+            pages: pages.clone(),
+            alloc: Mutex::new(allocator),
+            epoch: ArcSwap::new(epoch.clone()),
+            ckpt: Arc::new(tokio::sync::Mutex::new(state)),
+            registry: tokio::sync::Mutex::new(Registry::default()),
+            dirty_nodes: AtomicU64::new(0),
+            wal_bytes: AtomicU64::new(records.iter().map(|(_, r)| r.len() as u64).sum()),
+            trigger: Arc::new(Notify::new()),
+            closed: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
+            checkpoints: AtomicU64::new(0),
+            lock: Mutex::new(Some(lock)),
+        });
+        // Rebuild the collections: catalog, then the log.
+        struct Rebuilt {
+            info: CollectionInfo,
+            root: Child,
+            lsn: u64,
+            ckpt_lsn: u64,
+            freed: Vec<(u64, u64)>,
+        }
+        let mut colls: HashMap<u32, Rebuilt> = HashMap::new();
+        let mut next_id = 1;
+        for e in entries {
+            let kind = Kind::from_u8(e.kind).ok_or_else(|| Error::Corruption {
+                file: data_path.clone(),
+                offset: 0,
+                what: format!("catalog entry {:?} has unknown kind {}", e.name, e.kind),
+            })?;
+            next_id = next_id.max(e.id + 1);
+            colls.insert(
+                e.id,
+                Rebuilt {
+                    info: CollectionInfo {
+                        id: e.id,
+                        kind,
+                        name: e.name,
+                        key_type: e.key_type,
+                        value_type: e.value_type,
+                    },
+                    root: Child {
+                        ptr: Ptr::Clean(e.root),
+                        count: e.count,
+                    },
+                    lsn: e.checkpoint_lsn,
+                    ckpt_lsn: e.checkpoint_lsn,
+                    freed: Vec::new(),
+                },
+            );
+        }
+        let wal_dir = dir.join(WAL_DIR);
+        let bad_record = |lsn: u64, what: String| Error::Corruption {
+            file: wal_dir.clone(),
+            offset: lsn,
+            what: format!("log record at LSN {lsn}: {what}"),
+        };
+        for (lsn, payload) in &records {
+            let rec =
+                catalog::decode_record(payload).map_err(|e| bad_record(*lsn, e.to_string()))?;
+            match rec {
+                Record::Create {
+                    id,
+                    kind,
+                    name,
+                    key_type,
+                    value_type,
+                } => {
+                    next_id = next_id.max(id + 1);
+                    if colls.contains_key(&id) {
+                        continue;
+                    }
+                    let kind = Kind::from_u8(kind)
+                        .ok_or_else(|| bad_record(*lsn, format!("unknown kind {kind}")))?;
+                    colls.insert(
+                        id,
+                        Rebuilt {
+                            info: CollectionInfo {
+                                id,
+                                kind,
+                                name,
+                                key_type,
+                                value_type,
+                            },
+                            root: Child::empty(),
+                            lsn: *lsn,
+                            ckpt_lsn: 0,
+                            freed: Vec::new(),
+                        },
+                    );
+                }
+                Record::Write { id, ops } => {
+                    let c = colls.get_mut(&id).ok_or_else(|| {
+                        bad_record(*lsn, format!("write to unknown collection {id}"))
+                    })?;
+                    if *lsn <= c.ckpt_lsn {
+                        continue;
+                    }
+                    let mut ctx = WriteCtx::new(&*pages);
+                    for op in ops {
+                        match op {
+                            RecordOp::Put(k, v) => {
+                                tree::insert(
+                                    &mut ctx,
+                                    &mut c.root,
+                                    Bytes::copy_from_slice(k),
+                                    Val::Inline(Bytes::copy_from_slice(v)),
+                                )
+                                .await?;
+                            }
+                            RecordOp::Delete(k) => {
+                                tree::remove(&mut ctx, &mut c.root, k).await?;
+                            }
+                            RecordOp::Clear => {
+                                let stats = tree::verify(&*pages, &c.root).await?;
+                                ctx.freed.extend(stats.pages);
+                                c.root = Child::empty();
+                            }
+                        }
+                    }
+                    c.freed.append(&mut ctx.freed);
+                    c.lsn = *lsn;
+                }
+            }
+        }
+        let engine = Engine {
+            _handle: Arc::new(CloseOnDrop(Arc::downgrade(&inner))),
+            inner: inner.clone(),
+        };
+        {
+            let mut registry = inner.registry.lock().await;
+            registry.next_id = next_id;
+            for (_, c) in colls {
+                let dirty = tree::dirty_nodes(&c.root);
+                inner.add_dirty(dirty);
+                let version = Version {
+                    root: c.root.clone(),
+                    lsn: c.lsn,
+                    seq: 0,
+                    _epoch: epoch.clone(),
+                };
+                let entry =
+                    spawn_collection(&inner, c.info.clone(), version, c.root, c.freed, dirty);
+                registry.by_name.insert(c.info.name.clone(), entry);
+            }
+        }
+        if options.auto_checkpoint {
+            tokio::spawn(checkpointer(Arc::downgrade(&inner)));
+        }
+        Ok(engine)
+    }
+
+    /// Opens the collection `name`, creating it (durably) if it does not exist.
+    ///
+    /// # Errors
+    /// [`Error::WrongCollectionType`] if it exists with another kind or types;
+    /// [`Error::InvalidArgument`] for an empty, too long or reserved name.
+    pub async fn collection(
+        &self,
+        name: &str,
+        kind: Kind,
+        key_type: &str,
+        value_type: &str,
+    ) -> Result<Collection> {
+        self.inner.check_open()?;
+        if name.is_empty()
+            || name.len() > catalog::MAX_NAME_LEN
+            || name.starts_with("__")
+            || name.chars().any(char::is_control)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "collection name {name:?} is invalid: 1 to {} bytes, no control characters, not starting with \"__\" (reserved)",
+                catalog::MAX_NAME_LEN
+            )));
+        }
+        let key_type = &key_type[..key_type.len().min(catalog::MAX_NAME_LEN)];
+        let value_type = &value_type[..value_type.len().min(catalog::MAX_NAME_LEN)];
+        let mut registry = self.inner.registry.lock().await;
+        if let Some(e) = registry.by_name.get(name) {
+            let i = &e.shared.info;
+            if i.kind != kind || i.key_type != key_type || i.value_type != value_type {
+                return Err(Error::WrongCollectionType {
+                    name: name.to_string(),
+                    found: format!("{}<{}, {}>", i.kind.name(), i.key_type, i.value_type),
+                    expected: format!("{}<{}, {}>", kind.name(), key_type, value_type),
+                });
+            }
+            return Ok(Collection {
+                shared: e.shared.clone(),
+                actor: e.actor.clone(),
+                engine: self.clone(),
+            });
+        }
+        let id = registry.next_id;
+        let record = catalog::encode_create(id, kind as u8, name, key_type, value_type);
+        let lsn = self
+            .inner
+            .wal
+            .append_with(Bytes::from(record), Durability::Immediate)
+            .await?;
+        registry.next_id += 1;
+        let info = CollectionInfo {
+            id,
+            kind,
+            name: name.to_string(),
+            key_type: key_type.to_string(),
+            value_type: value_type.to_string(),
+        };
+        let root = Child::empty();
+        let version = Version {
+            root: root.clone(),
+            lsn,
+            seq: 0,
+            _epoch: self.inner.epoch.load_full(),
+        };
+        let entry = spawn_collection(&self.inner, info, version, root, Vec::new(), 1);
+        let c = Collection {
+            shared: entry.shared.clone(),
+            actor: entry.actor.clone(),
+            engine: self.clone(),
+        };
+        registry.by_name.insert(name.to_string(), entry);
+        Ok(c)
+    }
+
+    /// The collections that exist.
+    pub async fn collections(&self) -> Vec<(CollectionInfo, u64)> {
+        let registry = self.inner.registry.lock().await;
+        let mut v: Vec<_> = registry
+            .by_name
+            .values()
+            .map(|e| (e.shared.info.clone(), e.shared.published.load().root.count))
+            .collect();
+        v.sort_by_key(|(i, _)| i.id);
+        v
+    }
+
+    /// Runs a checkpoint now.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may stop the checkpoint between steps; the superblock in force
+    /// stays valid either way (a half-written checkpoint is ignored at open).
+    pub async fn checkpoint(&self) -> Result<()> {
+        self.inner.check_open()?;
+        self.inner.checkpoint().await
+    }
+
+    /// Counters.
+    pub async fn stats(&self) -> Result<EngineStats> {
+        let collections = self.collections().await;
+        let wal = self.inner.wal.stats().await?;
+        let (free_pages, pending_pages, end) = {
+            let a = self.inner.lock_alloc();
+            (a.free_pages(), a.pending_pages(), a.end())
+        };
+        let (page_reads, page_writes) = self.inner.pages.io_counts();
+        let mut wal_bytes = 0;
+        let wal_dir = self.inner.dir.join(WAL_DIR);
+        for name in self.inner.wal_vfs_list(&wal_dir).await {
+            wal_bytes += name;
+        }
+        Ok(EngineStats {
+            collections,
+            page_size: self.inner.pages.page_size(),
+            pages: end,
+            free_pages,
+            pending_pages,
+            dirty_nodes: self.inner.dirty_nodes.load(Ordering::Relaxed),
+            checkpoints: self.inner.checkpoints.load(Ordering::Relaxed),
+            pool: self.inner.pages.pool_stats(),
+            wal,
+            wal_bytes,
+            page_reads,
+            page_writes,
+        })
+    }
+
+    /// Checks every collection's tree (every page's checksum, every invariant) and that no
+    /// page is both used and free.
+    pub async fn verify(&self) -> Result<VerifyReport> {
+        let _guard = self.inner.ckpt.lock().await;
+        let mut report = VerifyReport::default();
+        let mut used: Vec<(u64, u64, String)> = Vec::new();
+        let entries: Vec<(String, Arc<CollShared>)> = {
+            let registry = self.inner.registry.lock().await;
+            registry
+                .by_name
+                .iter()
+                .map(|(n, e)| (n.clone(), e.shared.clone()))
+                .collect()
+        };
+        for (name, shared) in entries {
+            let snap = Snapshot {
+                version: shared.published.load_full(),
+                pages: self.inner.pages.clone(),
+            };
+            let stats = snap.verify().await?;
+            for &(p, n) in &stats.pages {
+                used.push((p, n, name.clone()));
+            }
+            report.collections.push((name, stats));
+        }
+        let (free, end) = {
+            let a = self.inner.lock_alloc();
+            (a.persisted_free(), a.end())
+        };
+        for &(p, n) in &_guard.meta_runs {
+            used.push((p, n, "catalog and free list".into()));
+        }
+        for &(p, n) in &free {
+            used.push((p, n, "free space".into()));
+        }
+        used.sort();
+        let mut covered = 0u64;
+        let mut prev_end = 2u64;
+        let mut prev_owner = String::from("superblocks");
+        for (p, n, owner) in &used {
+            if *p < prev_end {
+                return Err(Error::Corruption {
+                    file: self.inner.pages.path().to_path_buf(),
+                    offset: p * self.inner.pages.page_size() as u64,
+                    what: format!("page {p} is used by both {prev_owner} and {owner}"),
+                });
+            }
+            covered += n;
+            prev_end = p + n;
+            prev_owner = owner.clone();
+        }
+        report.pages = end;
+        report.free_pages = free.iter().map(|(_, n)| n).sum();
+        report.leaked_pages = end.saturating_sub(2).saturating_sub(covered);
+        Ok(report)
+    }
+
+    /// Stops accepting writes, waits for every acknowledged write, checkpoints, stops the
+    /// actors and the log, and releases the lock. Idempotent.
+    ///
+    /// # Cancel safety
+    /// Dropping the future may leave the close half done; the data stays safe (the log has
+    /// every acknowledged write) and the next open recovers.
+    pub async fn close(&self) -> Result<()> {
+        close_inner(&self.inner).await
+    }
+
+    /// The database directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The size limits of keys and values.
+    pub fn max_key_len(&self) -> usize {
+        self.inner.pages.limits().max_key
+    }
+}
+
+impl EngineInner {
+    async fn wal_vfs_list(&self, _dir: &Path) -> Vec<u64> {
+        // Segment files are preallocated: live + spare segments times the segment size.
+        match self.wal.stats().await {
+            Ok(s) => vec![(s.segments + s.spare_segments) * self.options.wal.segment_size],
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+async fn close_inner(inner: &Arc<EngineInner>) -> Result<()> {
+    if inner.closed.swap(true, Ordering::AcqRel) {
+        // Someone else closes (or closed); wait for the lock to be released.
+        let _ = inner.ckpt.lock().await;
+        return Ok(());
+    }
+    let guard = inner.ckpt.clone().lock_owned().await;
+    let entries: Vec<(Arc<CollShared>, ActorRef<CollMsg>)> = {
+        let registry = inner.registry.lock().await;
+        registry
+            .by_name
+            .values()
+            .map(|e| (e.shared.clone(), e.actor.clone()))
+            .collect()
+    };
+    let mut result = Ok(());
+    if !inner.poisoned.load(Ordering::Acquire) && !inner.wal.is_poisoned() {
+        result = inner.checkpoint_locked(guard, None).await.map(|_| ());
+    } else {
+        drop(guard);
+    }
+    for (_, actor) in entries {
+        let _ = actor.shutdown().await;
+    }
+    let closed = inner.wal.close().await;
+    inner
+        .lock
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    result.and(closed)
+}
+
+fn spawn_collection(
+    inner: &Arc<EngineInner>,
+    info: CollectionInfo,
+    version: Version,
+    working: Child,
+    freed: Vec<(u64, u64)>,
+    dirty: u64,
+) -> CollEntry {
+    let shared = Arc::new(CollShared::new(info.clone(), version));
+    let actor = CollActor {
+        shared: shared.clone(),
+        engine: inner.clone(),
+        working,
+        seq: 0,
+        freed: freed.into_iter().map(|r| (0, r)).collect(),
+        dirty,
+    };
+    let mut config = ActorConfig::new(format!("collection-{}", info.name));
+    config.mailbox_capacity = 1024;
+    config.max_batch = 1024;
+    let actor = persistx_runtime::spawn(actor, config);
+    CollEntry { shared, actor }
+}
+
+async fn checkpointer(inner: Weak<EngineInner>) {
+    loop {
+        let Some(e) = inner.upgrade() else {
+            return;
+        };
+        if e.closed.load(Ordering::Acquire) || e.poisoned.load(Ordering::Acquire) {
+            return;
+        }
+        if e.over_thresholds() {
+            if let Err(err) = e.checkpoint().await {
+                tracing::error!(error = %err, "automatic checkpoint failed");
+            }
+            continue;
+        }
+        let trigger = e.trigger.clone();
+        drop(e);
+        let _ = tokio::time::timeout(Duration::from_millis(500), trigger.notified()).await;
+    }
+}
+
+async fn read_superblock(file: &dyn persistx_io::File, path: &Path) -> Result<(u32, Superblock)> {
+    let len = persistx_io::format::superblock::SUPERBLOCK_LEN;
+    let a = file.read_at(0, len).await?;
+    let first = Superblock::decode(&a, 0);
+    // Slot 1 sits one page in; find the page size from slot 0, or try each size.
+    let mut sizes: Vec<u32> = Vec::new();
+    if let Ok(sb) = &first {
+        sizes.push(sb.page_size);
+    } else {
+        let mut s = MIN_PAGE_SIZE;
+        while s <= MAX_PAGE_SIZE {
+            sizes.push(s);
+            s *= 2;
+        }
+    }
+    let mut best: Option<std::result::Result<(u32, Superblock), FormatError>> = None;
+    for size in sizes {
+        let b = file.read_at(u64::from(size), len).await?;
+        let second = Superblock::decode(&b, 1).and_then(|sb| {
+            if sb.page_size == size {
+                Ok(sb)
+            } else {
+                Err(FormatError::Mismatch {
+                    field: "page size",
+                    expected: size.into(),
+                    found: sb.page_size.into(),
+                })
+            }
+        });
+        let chosen = persistx_io::format::superblock::choose(first.clone(), second);
+        if chosen.is_ok() || best.is_none() {
+            best = Some(chosen);
+        }
+        if best.as_ref().is_some_and(|b| b.is_ok()) {
+            break;
+        }
+    }
+    match best {
+        Some(Ok(x)) => Ok(x),
+        Some(Err(FormatError::UnsupportedVersion { found, supported })) => {
+            Err(Error::NewerFormat {
+                path: path.to_path_buf(),
+                found,
+                supported,
+            })
+        }
+        Some(Err(FormatError::BadMagic { .. })) => Err(Error::NotADatabase {
+            path: path.to_path_buf(),
+            reason: "its first page is not a PersistX superblock".into(),
+        }),
+        Some(Err(e)) => Err(format_err(path, 0, e)),
+        None => Err(Error::NotADatabase {
+            path: path.to_path_buf(),
+            reason: "no superblock".into(),
+        }),
+    }
+}
+
+/// The version of the on-disk format this build writes.
+pub const fn format_version() -> u32 {
+    FORMAT_VERSION
+}

@@ -1,0 +1,280 @@
+//! The page file `data.px`: superblock slots, node pages through the buffer pool, overflow
+//! runs, batched page writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use persistx_io::format::page::{PageHeader, decode_page, encode_page};
+use persistx_io::format::superblock::{self, SUPERBLOCK_LEN, Superblock};
+use persistx_io::format::{FormatError, node as fmt};
+use persistx_io::{BufferPool, File, PoolStats};
+
+use crate::error::{Error, Result};
+use crate::tree::{Node, PageSource, PageWrite, TreeLimits};
+
+/// The page file of a database.
+pub struct PageFile {
+    file: Arc<dyn File>,
+    path: PathBuf,
+    limits: TreeLimits,
+    pool: BufferPool<Node>,
+    /// Pages the file holds according to the superblock in force plus what checkpoints
+    /// allocated since; a page id at or past it is damage.
+    pub(crate) end: AtomicU64,
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl std::fmt::Debug for PageFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn corrupt(path: &Path, offset: u64, e: FormatError) -> Error {
+    Error::from(e.at(path, offset))
+}
+
+impl PageFile {
+    /// Wraps an open page file.
+    pub fn new(file: Arc<dyn File>, path: PathBuf, page_size: usize, pool_budget: usize) -> Self {
+        PageFile {
+            file,
+            path,
+            limits: TreeLimits::new(page_size),
+            pool: BufferPool::new(pool_budget),
+            end: AtomicU64::new(2),
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    /// Raises the page count that references are checked against.
+    pub fn bump_end(&self, end: u64) {
+        self.end.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The page size.
+    pub fn page_size(&self) -> usize {
+        self.limits.page_size
+    }
+
+    /// Buffer pool counters.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// Pages read from and written to the file so far.
+    pub fn io_counts(&self) -> (u64, u64) {
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Reads both superblock slots and returns the one in force.
+    pub async fn read_superblock(&self) -> Result<(u32, Superblock)> {
+        let a = self.file.read_at(0, SUPERBLOCK_LEN).await?;
+        let b = self
+            .file
+            .read_at(self.limits.page_size as u64, SUPERBLOCK_LEN)
+            .await?;
+        let (slot, sb) = superblock::choose(Superblock::decode(&a, 0), Superblock::decode(&b, 1))
+            .map_err(|e| corrupt(&self.path, 0, e))?;
+        Ok((slot, sb))
+    }
+
+    /// Writes a superblock to its slot and syncs the file.
+    pub async fn write_superblock(&self, slot: u32, sb: &Superblock) -> Result<()> {
+        let mut page = vec![0u8; self.limits.page_size];
+        page[..SUPERBLOCK_LEN].copy_from_slice(&sb.encode(slot));
+        self.file
+            .write_and_sync(
+                u64::from(slot) * self.limits.page_size as u64,
+                Bytes::from(page),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Reads and checks one page; returns the buffer and the payload's position in it.
+    async fn read_page(&self, page: u64) -> Result<(PageHeader, Bytes, usize)> {
+        let ps = self.limits.page_size as u64;
+        let offset = page * ps;
+        if page < 2 || page >= self.end.load(Ordering::Acquire) {
+            return Err(Error::Corruption {
+                file: self.path.clone(),
+                offset,
+                what: format!("reference to page {page}, outside the file's pages"),
+            });
+        }
+        let buf = self.file.read_at(offset, ps as usize).await?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let (h, payload) = decode_page(&buf, page).map_err(|e| corrupt(&self.path, offset, e))?;
+        let at = payload.as_ptr() as usize - buf.as_ptr() as usize;
+        Ok((h, buf, at))
+    }
+
+    /// Reads a page of an expected kind and returns its payload (catalog, free list).
+    pub async fn read_payload(&self, page: u64, kind: u8) -> Result<Bytes> {
+        let (h, buf, at) = self.read_page(page).await?;
+        if h.kind != kind {
+            return Err(corrupt(
+                &self.path,
+                page * self.limits.page_size as u64,
+                FormatError::Mismatch {
+                    field: "page kind",
+                    expected: kind.into(),
+                    found: h.kind.into(),
+                },
+            ));
+        }
+        Ok(buf.slice(at..at + h.payload_len as usize))
+    }
+
+    /// Writes pages (not synced) stamped with `lsn`.
+    pub async fn write_pages(&self, pages: &[PageWrite], lsn: u64) -> Result<()> {
+        if pages.is_empty() {
+            return Ok(());
+        }
+        let ps = self.limits.page_size;
+        let mut sorted: Vec<&PageWrite> = pages.iter().collect();
+        sorted.sort_by_key(|w| w.page);
+        // Coalesce consecutive pages into one write each.
+        let mut writes: Vec<(u64, Bytes)> = Vec::new();
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_start = 0u64;
+        let mut run_next = 0u64;
+        for w in sorted {
+            let header = PageHeader {
+                kind: w.kind,
+                flags: 0,
+                page_id: w.page,
+                lsn,
+                payload_len: w.payload.len() as u32,
+            };
+            let bytes = encode_page(&header, &w.payload, ps);
+            if !run.is_empty() && (w.page != run_next || run.len() >= 1 << 20) {
+                writes.push((run_start * ps as u64, Bytes::from(std::mem::take(&mut run))));
+            }
+            if run.is_empty() {
+                run_start = w.page;
+            }
+            run.extend_from_slice(&bytes);
+            run_next = w.page + 1;
+        }
+        if !run.is_empty() {
+            writes.push((run_start * ps as u64, Bytes::from(run)));
+        }
+        self.writes.fetch_add(pages.len() as u64, Ordering::Relaxed);
+        self.file.write_batch(writes).await?;
+        Ok(())
+    }
+
+    /// Makes every page written so far durable.
+    pub async fn sync(&self) -> Result<()> {
+        self.file.sync_data().await?;
+        Ok(())
+    }
+
+    /// Puts a clean node into the buffer pool (after a checkpoint wrote it).
+    pub fn cache(&self, page: u64, node: Arc<Node>) {
+        let charge = node.memory_charge(&self.limits);
+        self.pool.insert(page, node, charge);
+    }
+
+    /// Drops a page from the buffer pool (it was freed).
+    pub fn uncache(&self, page: u64) {
+        self.pool.remove(page);
+    }
+
+    /// Drops every cached page.
+    pub fn clear_cache(&self) {
+        self.pool.clear();
+    }
+}
+
+#[async_trait]
+impl PageSource for PageFile {
+    async fn node(&self, page: u64) -> Result<Arc<Node>> {
+        if let Some(n) = self.pool.get(page) {
+            return Ok(n);
+        }
+        let (h, buf, at) = self.read_page(page).await?;
+        let offset = page * self.limits.page_size as u64;
+        let node = crate::tree::node::decode_node(h.kind, &buf, at, h.payload_len as usize)
+            .map_err(|e| corrupt(&self.path, offset, e))?;
+        let node = Arc::new(node);
+        self.cache(page, node.clone());
+        Ok(node)
+    }
+
+    async fn overflow(&self, first_page: u64, len: u64) -> Result<Bytes> {
+        let n = self.limits.overflow_pages(len);
+        let ps = self.limits.page_size as u64;
+        let end = self.end.load(Ordering::Acquire);
+        if first_page < 2 || first_page.checked_add(n).is_none_or(|e| e > end) {
+            return Err(Error::Corruption {
+                file: self.path.clone(),
+                offset: first_page.saturating_mul(ps),
+                what: format!(
+                    "overflow value of {len} bytes at page {first_page} runs past the file's pages"
+                ),
+            });
+        }
+        let buf = self
+            .file
+            .read_at(first_page * ps, (n * ps) as usize)
+            .await?;
+        self.reads.fetch_add(n, Ordering::Relaxed);
+        let mut out = Vec::with_capacity(len as usize);
+        for i in 0..n {
+            let page = first_page + i;
+            let offset = page * ps;
+            let start = (i * ps) as usize;
+            let chunk = buf.get(start..start + ps as usize).unwrap_or(&[]);
+            let (h, payload) =
+                decode_page(chunk, page).map_err(|e| corrupt(&self.path, offset, e))?;
+            let bad = |what: &str| Error::Corruption {
+                file: self.path.clone(),
+                offset,
+                what: what.to_string(),
+            };
+            if h.kind != fmt::KIND_OVERFLOW {
+                return Err(bad("expected an overflow page"));
+            }
+            let (next, data) =
+                fmt::decode_overflow(payload).map_err(|e| corrupt(&self.path, offset, e))?;
+            let want_next = if i + 1 < n { page + 1 } else { 0 };
+            if next != want_next {
+                return Err(bad("overflow chain link does not match the value's length"));
+            }
+            out.extend_from_slice(data);
+        }
+        if out.len() as u64 != len {
+            return Err(Error::Corruption {
+                file: self.path.clone(),
+                offset: first_page * ps,
+                what: format!(
+                    "overflow value holds {} bytes, the leaf says {len}",
+                    out.len()
+                ),
+            });
+        }
+        Ok(Bytes::from(out))
+    }
+
+    fn limits(&self) -> &TreeLimits {
+        &self.limits
+    }
+}

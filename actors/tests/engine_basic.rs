@@ -1,0 +1,201 @@
+//! The engine end to end on the memory and simulated backends: writes, snapshots,
+//! checkpoints, reopen with and without a checkpoint, free-space reuse, verify.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use persistx_actors::engine::{Engine, EngineOptions, Kind, Op, OpResult};
+use persistx_io::Vfs;
+use persistx_io::memory::MemoryVfs;
+
+fn b(s: impl AsRef<[u8]>) -> Bytes {
+    Bytes::copy_from_slice(s.as_ref())
+}
+
+fn key(i: u32) -> Bytes {
+    b(format!("key-{i:08}"))
+}
+
+fn val(i: u32, len: usize) -> Bytes {
+    Bytes::from(format!("{i}-").repeat(len + 1).into_bytes()[..len].to_vec())
+}
+
+fn opts() -> EngineOptions {
+    EngineOptions {
+        auto_checkpoint: false,
+        ..EngineOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_read_checkpoint_reopen() {
+    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
+    let c = db
+        .collection("things", Kind::Map, "String", "Vec<u8>")
+        .await
+        .unwrap();
+    for i in 0..2000 {
+        let r = c
+            .write(vec![Op::Put(key(i), val(i, (i as usize * 7) % 3000))])
+            .await
+            .unwrap();
+        assert_eq!(r, vec![OpResult::Old(None)]);
+    }
+    let snap = c.snapshot();
+    assert_eq!(snap.len(), 2000);
+    assert_eq!(snap.get(&key(5)).await.unwrap(), Some(val(5, 35)));
+    db.checkpoint().await.unwrap();
+    // Overwrite half after the checkpoint (these live only in the log).
+    for i in (0..2000).step_by(2) {
+        let r = c
+            .write(vec![Op::Put(key(i), val(i + 1, 10))])
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![OpResult::Old(Some(val(i, (i as usize * 7) % 3000)))]
+        );
+    }
+    let r = c
+        .write(vec![Op::Delete(key(1)), Op::Delete(key(99_999))])
+        .await
+        .unwrap();
+    assert_eq!(r, vec![OpResult::Old(Some(val(1, 7))), OpResult::Old(None)]);
+    // The old snapshot did not change.
+    assert_eq!(snap.get(&key(0)).await.unwrap(), Some(val(0, 0)));
+    assert_eq!(snap.len(), 2000);
+    let report = db.verify().await.unwrap();
+    assert_eq!(report.collections[0].1.entries, 1999);
+    drop(snap);
+    // Reopen without a checkpoint: simulate by dropping the engine without close? Close
+    // checkpoints; test both paths.
+    db.close().await.unwrap();
+    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
+    let c = db
+        .collection("things", Kind::Map, "String", "Vec<u8>")
+        .await
+        .unwrap();
+    let snap = c.snapshot();
+    assert_eq!(snap.len(), 1999);
+    for i in 0..2000 {
+        let want = if i == 1 {
+            None
+        } else if i % 2 == 0 {
+            Some(val(i + 1, 10))
+        } else {
+            Some(val(i, (i as usize * 7) % 3000))
+        };
+        assert_eq!(snap.get(&key(i)).await.unwrap(), want, "key {i}");
+    }
+    let report = db.verify().await.unwrap();
+    assert_eq!(report.leaked_pages, 0, "{report:?}");
+    // Wrong type and bad names are refused.
+    assert!(
+        db.collection("things", Kind::Set, "String", "()")
+            .await
+            .is_err()
+    );
+    assert!(db.collection("", Kind::Map, "a", "b").await.is_err());
+    assert!(db.collection("__x", Kind::Map, "a", "b").await.is_err());
+    db.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_replay_without_checkpoint() {
+    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
+    let c = db.collection("m", Kind::Map, "k", "v").await.unwrap();
+    for i in 0..500 {
+        c.write(vec![Op::Put(key(i), val(i, 50))]).await.unwrap();
+    }
+    // A second engine cannot open while this one holds the lock.
+    assert!(Engine::open(vfs.clone(), "/db", opts()).await.is_err());
+    // Simulate a crash: the memory backend keeps everything written; forget the engine
+    // without closing (no checkpoint), release its lock by dropping it outside a runtime.
+    let db2 = db.clone();
+    drop(c);
+    std::thread::spawn(move || {
+        drop(db2);
+    })
+    .join()
+    .unwrap();
+    db.close().await.unwrap();
+    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
+    let c = db.collection("m", Kind::Map, "k", "v").await.unwrap();
+    assert_eq!(c.snapshot().len(), 500);
+    db.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_reuses_free_space() {
+    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
+    let c = db.collection("m", Kind::Map, "k", "v").await.unwrap();
+    let mut sizes = Vec::new();
+    for round in 0..30u32 {
+        let ops = (0..300)
+            .map(|i| Op::Put(key(i), val(i + round, 200)))
+            .collect();
+        c.write(ops).await.unwrap();
+        db.checkpoint().await.unwrap();
+        sizes.push(db.stats().await.unwrap().pages);
+    }
+    // The file stops growing: the later rounds reuse the pages freed by earlier ones.
+    assert!(
+        sizes[29] <= sizes[9] + 4,
+        "pages grew without bound: {sizes:?}"
+    );
+    let report = db.verify().await.unwrap();
+    assert_eq!(report.collections[0].1.entries, 300);
+    db.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_ops_and_bulk_write() {
+    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
+    let l = db.collection("l", Kind::List, "", "v").await.unwrap();
+    l.write(vec![
+        Op::PushBack(b("b")),
+        Op::PushBack(b("c")),
+        Op::PushFront(b("a")),
+        Op::InsertAt(1, b("ab")),
+    ])
+    .await
+    .unwrap();
+    let s = l.snapshot();
+    let mut got = Vec::new();
+    for i in 0..s.len() {
+        got.push(s.nth(i).await.unwrap().unwrap().1);
+    }
+    assert_eq!(got, vec![b("a"), b("ab"), b("b"), b("c")]);
+    let r = l
+        .write(vec![Op::RemoveAt(1), Op::SetAt(0, b("A")), Op::PopLast])
+        .await
+        .unwrap();
+    assert_eq!(r[0], OpResult::Old(Some(b("ab"))));
+    assert_eq!(r[1], OpResult::Old(Some(b("a"))));
+    assert!(matches!(&r[2], OpResult::Popped(Some((_, v))) if v == &b("c")));
+    assert!(l.write(vec![Op::InsertAt(10, b("x"))]).await.is_err());
+    // A bulk write larger than one log record goes through a checkpoint.
+    let m = db.collection("big", Kind::Map, "k", "v").await.unwrap();
+    let ops: Vec<Op> = (0..120_000).map(|i| Op::Put(key(i), val(i, 150))).collect();
+    m.write(ops).await.unwrap();
+    assert_eq!(m.snapshot().len(), 120_000);
+    assert_eq!(
+        m.snapshot().get(&key(77_777)).await.unwrap(),
+        Some(val(77_777, 150))
+    );
+    db.close().await.unwrap();
+    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
+    let m = db.collection("big", Kind::Map, "k", "v").await.unwrap();
+    assert_eq!(m.snapshot().len(), 120_000);
+    let l = db.collection("l", Kind::List, "", "v").await.unwrap();
+    assert_eq!(l.snapshot().nth(0).await.unwrap().unwrap().1, b("A"));
+    let report = db.verify().await.unwrap();
+    assert_eq!(report.leaked_pages, 0, "{report:?}");
+    db.close().await.unwrap();
+}
