@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use persistx::io::Vfs;
 use persistx::io::sim::{CrashImage, SimDisk};
-use persistx::{Durability, Error, Wal};
+use persistx::{Durability, EngineError as Error, Wal};
 use persistx_tests::{Outcome, WAL_DIR, Workload, check_recovered, run_workload};
 
 fn env_u64(name: &str, default: u64) -> u64 {

@@ -139,9 +139,20 @@ pub(crate) enum CollMsg {
     Freeze {
         reply: Reply<Frozen>,
     },
+    /// Wait until every write is published, answer the published version, then hold (no
+    /// writes applied) until `release` resolves or is dropped: for snapshots consistent
+    /// across collections.
+    Pause {
+        reply: Reply<Arc<Version>>,
+        release: tokio::sync::oneshot::Receiver<()>,
+    },
     Swizzle {
         map: Arc<tree::WrittenMap>,
         reply: Reply<()>,
+    },
+    /// The runs the working tree stopped using since the checkpoint in force (for verify).
+    Held {
+        reply: Reply<Vec<(u64, u64)>>,
     },
 }
 
@@ -268,13 +279,27 @@ impl CollActor {
         ops: &[Op],
         log: &mut Vec<(u8, Bytes, Bytes)>,
     ) -> Result<Vec<OpResult>> {
-        let saved = (self.working.clone(), self.freed.len(), log.len());
+        // An undo copy of the root would make the next change copy its whole path (the
+        // root is then shared), so keep one only where an op can fail after earlier ops of
+        // the same write changed the tree: positions checked against a changed length.
+        // Single ops check their arguments before changing anything; any other failure
+        // (I/O, damage) may leave the tree half changed and poisons the collection.
+        let undo = ops.len() > 1
+            && ops
+                .iter()
+                .any(|o| matches!(o, Op::InsertAt(..) | Op::SetAt(..)));
+        let saved = undo.then(|| self.working.clone());
+        let (freed_len, log_len) = (self.freed.len(), log.len());
         match self.apply_inner(ops, log).await {
             Ok(r) => Ok(r),
             Err(e) => {
-                self.working = saved.0;
-                self.freed.truncate(saved.1);
-                log.truncate(saved.2);
+                self.freed.truncate(freed_len);
+                log.truncate(log_len);
+                match saved {
+                    Some(root) => self.working = root,
+                    None if matches!(e, Error::InvalidArgument(_)) => {}
+                    None => self.shared.poisoned.store(true, Ordering::Release),
+                }
                 Err(e)
             }
         }
@@ -497,6 +522,15 @@ impl CollActor {
                 }
                 Err(e) => reply.send(Err(e)),
             }
+        }
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            // A write failed half way: nothing of this batch was logged; the working tree
+            // goes back to the last durable version and no write is accepted any more.
+            self.working = self.shared.published.load().root.clone();
+            for (reply, _) in answered {
+                reply.send(Err(self.poisoned_error()));
+            }
+            return;
         }
         if answered.is_empty() {
             return;
@@ -772,10 +806,16 @@ impl Actor for CollActor {
                 reply.send(r);
             }
             CollMsg::Freeze { reply } => reply.send(self.freeze()),
+            CollMsg::Pause { reply, release } => {
+                self.shared.wait_idle().await;
+                reply.send(self.shared.published.load_full());
+                let _ = release.await;
+            }
             CollMsg::Swizzle { map, reply } => {
                 self.swizzle(&map);
                 reply.send(());
             }
+            CollMsg::Held { reply } => reply.send(self.freed.iter().map(|(_, r)| *r).collect()),
         }
     }
 

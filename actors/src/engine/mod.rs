@@ -205,7 +205,7 @@ impl EngineInner {
         let wal_bytes_before = self.wal_bytes.load(Ordering::Relaxed);
         // 1. Freeze every collection: its newest durable version and its exact LSN.
         let mut frozen: Vec<(CollectionInfo, Frozen)> = Vec::new();
-        let mut actors = Vec::new();
+        let mut actors: Vec<(u32, ActorRef<CollMsg>)> = Vec::new();
         let mut own_lsn = 0;
         {
             let registry = self.registry.lock().await;
@@ -225,8 +225,8 @@ impl EngineInner {
                     }
                     _ => {
                         let f = e.actor.ask(|reply| CollMsg::Freeze { reply }).await?;
+                        actors.push((info.id, e.actor.clone()));
                         frozen.push((info, f));
-                        actors.push(e.actor.clone());
                     }
                 }
             }
@@ -237,13 +237,17 @@ impl EngineInner {
         let ckpt_lsn = frozen.iter().map(|(_, f)| f.lsn).min().unwrap_or(durable);
         let limits = *self.pages.limits();
         // 2. Allocate and encode: trees, catalog, free list.
+        // One map of written nodes per collection: a collection told about another's
+        // nodes would count them as written pages it no longer reaches, and free them.
         let mut out = tree::Flushed::default();
+        let mut maps: HashMap<u32, tree::WrittenMap> = HashMap::new();
         let mut entries = Vec::new();
         let mut freed: Vec<(u64, u64)> = state.meta_runs.clone();
         let (writes, catalog_root, free_root, end, meta_runs) = {
             let mut alloc = self.lock_alloc();
             for (info, f) in &frozen {
                 let root = tree::flush(&f.version.root, &limits, &mut |n| alloc.alloc(n), &mut out);
+                maps.insert(info.id, std::mem::take(&mut out.map));
                 entries.push(CatalogEntry {
                     id: info.id,
                     kind: info.kind as u8,
@@ -327,9 +331,8 @@ impl EngineInner {
         drop(old);
         self.wal.release_below(ckpt_lsn.saturating_add(1)).await?;
         // 5. Written nodes become clean in every collection.
-        let map = Arc::new(std::mem::take(&mut out.map));
-        for a in actors {
-            let map = map.clone();
+        for (id, a) in actors {
+            let map = Arc::new(maps.remove(&id).unwrap_or_default());
             // A stopped actor has nothing left to swizzle.
             let _ = a.ask(|reply| CollMsg::Swizzle { map, reply }).await;
         }
@@ -346,7 +349,9 @@ impl EngineInner {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
                 Some(b.saturating_sub(wal_bytes_before))
             });
-        let map = Arc::try_unwrap(map).unwrap_or_else(|m| (*m).clone());
+        let map = own
+            .and_then(|(id, _, _)| maps.remove(&id))
+            .unwrap_or_default();
         Ok((own_lsn, map))
     }
 }
@@ -1042,6 +1047,51 @@ impl Engine {
         Ok(c)
     }
 
+    /// Opens an existing collection whatever its kind and types (for tools that read
+    /// bytes: dump, stats). `None` if there is no such collection.
+    pub async fn existing_collection(&self, name: &str) -> Result<Option<Collection>> {
+        self.inner.check_open()?;
+        let registry = self.inner.registry.lock().await;
+        Ok(registry.by_name.get(name).map(|e| Collection {
+            shared: e.shared.clone(),
+            actor: e.actor.clone(),
+            engine: self.clone(),
+        }))
+    }
+
+    /// Snapshots of every collection, consistent with each other: each reflects exactly the
+    /// writes up to one common point of the log. Briefly holds every collection's writes
+    /// (until each has published what it logged).
+    ///
+    /// # Cancel safety
+    /// Safe to drop: held collections resume.
+    pub async fn snapshot_all(&self) -> Result<Vec<(CollectionInfo, Snapshot)>> {
+        self.inner.check_open()?;
+        // No checkpoint or bulk write may wait on a held collection meanwhile.
+        let _ckpt = self.inner.ckpt.lock().await;
+        let entries: Vec<(Arc<CollShared>, ActorRef<CollMsg>)> = {
+            let registry = self.inner.registry.lock().await;
+            registry.by_name.values().map(|e| (e.shared.clone(), e.actor.clone())).collect()
+        };
+        let mut releases = Vec::with_capacity(entries.len());
+        let mut out = Vec::with_capacity(entries.len());
+        for (shared, actor) in entries {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            releases.push(tx);
+            let version = actor.ask(|reply| CollMsg::Pause { reply, release: rx }).await?;
+            out.push((
+                shared.info.clone(),
+                Snapshot {
+                    version,
+                    pages: self.inner.pages.clone(),
+                },
+            ));
+        }
+        drop(releases);
+        out.sort_by_key(|(i, _)| i.id);
+        Ok(out)
+    }
+
     /// The collections that exist.
     pub async fn collections(&self) -> Vec<(CollectionInfo, u64)> {
         let registry = self.inner.registry.lock().await;
@@ -1095,20 +1145,28 @@ impl Engine {
     }
 
     /// Checks every collection's tree (every page's checksum, every invariant) and that no
-    /// page is both used and free.
+    /// page is both used and free. Pages a collection stopped using since the checkpoint in
+    /// force are still that checkpoint's: they count as used, not leaked.
     pub async fn verify(&self) -> Result<VerifyReport> {
         let _guard = self.inner.ckpt.lock().await;
         let mut report = VerifyReport::default();
         let mut used: Vec<(u64, u64, String)> = Vec::new();
-        let entries: Vec<(String, Arc<CollShared>)> = {
+        let entries: Vec<(String, Arc<CollShared>, ActorRef<CollMsg>)> = {
             let registry = self.inner.registry.lock().await;
             registry
                 .by_name
                 .iter()
-                .map(|(n, e)| (n.clone(), e.shared.clone()))
+                .map(|(n, e)| (n.clone(), e.shared.clone(), e.actor.clone()))
                 .collect()
         };
-        for (name, shared) in entries {
+        // Pages the working trees stopped using since the checkpoint in force: that
+        // checkpoint still references them, the next one frees them.
+        let mut held: Vec<(u64, u64)> = Vec::new();
+        for (name, shared, actor) in entries {
+            // Asked first: the runs freed by every write the version below may reflect.
+            if let Ok(runs) = actor.ask(|reply| CollMsg::Held { reply }).await {
+                held.extend(runs);
+            }
             let snap = Snapshot {
                 version: shared.published.load_full(),
                 pages: self.inner.pages.clone(),
@@ -1145,6 +1203,40 @@ impl Engine {
             prev_end = p + n;
             prev_owner = owner.clone();
         }
+        // Held pages a newer version still uses are counted above; a held page in the free
+        // space would be freed twice.
+        held.sort_unstable();
+        if let Some(w) = held.windows(2).find(|w| w[1].0 < w[0].0 + w[0].1) {
+            return Err(Error::Corruption {
+                file: self.inner.pages.path().to_path_buf(),
+                offset: w[1].0 * self.inner.pages.page_size() as u64,
+                what: format!("page {} was freed twice since the checkpoint in force", w[1].0),
+            });
+        }
+        let mut held_only = std::collections::BTreeSet::new();
+        for &(p, n) in &held {
+            for q in p..p + n {
+                let i = used.partition_point(|(s, _, _)| *s <= q);
+                match i.checked_sub(1).map(|i| &used[i]) {
+                    Some((s, m, owner)) if q < s + m => {
+                        if owner == "free space" {
+                            return Err(Error::Corruption {
+                                file: self.inner.pages.path().to_path_buf(),
+                                offset: q * self.inner.pages.page_size() as u64,
+                                what: format!(
+                                    "page {q} is free and still held by the checkpoint in force"
+                                ),
+                            });
+                        }
+                    }
+                    _ => {
+                        held_only.insert(q);
+                    }
+                }
+            }
+        }
+        covered += held_only.len() as u64;
+        if std::env::var("PX_DEBUG").is_ok() { eprintln!("DEBUG used {used:?}\nheld {held:?}\nend {end}"); }
         report.pages = end;
         report.free_pages = free.iter().map(|(_, n)| n).sum();
         report.leaked_pages = end.saturating_sub(2).saturating_sub(covered);

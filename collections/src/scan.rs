@@ -1,0 +1,93 @@
+//! Byte-level scans of a snapshot as `futures::Stream`s that own their snapshot.
+
+use std::ops::Bound;
+
+use bytes::Bytes;
+use futures::Stream;
+use persistx_actors::engine::Snapshot;
+use persistx_actors::tree::Cursor;
+
+use crate::error::Result;
+
+fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v),
+        Bound::Excluded(v) => Bound::Excluded(v),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+fn below_hi(k: &[u8], hi: &Bound<Vec<u8>>) -> bool {
+    match hi {
+        Bound::Included(h) => k <= h.as_slice(),
+        Bound::Excluded(h) => k < h.as_slice(),
+        Bound::Unbounded => true,
+    }
+}
+
+fn above_lo(k: &[u8], lo: &Bound<Vec<u8>>) -> bool {
+    match lo {
+        Bound::Included(l) => k >= l.as_slice(),
+        Bound::Excluded(l) => k > l.as_slice(),
+        Bound::Unbounded => true,
+    }
+}
+
+struct State {
+    snap: Snapshot,
+    cursor: Option<Cursor>,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    forward: bool,
+}
+
+/// Entries of `snap` with keys in `(lo, hi)`, ascending (or descending if `!forward`).
+pub(crate) fn range(
+    snap: Snapshot,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    forward: bool,
+) -> impl Stream<Item = Result<(Bytes, Bytes)>> + Send + 'static {
+    let state = State {
+        snap,
+        cursor: None,
+        lo,
+        hi,
+        forward,
+    };
+    futures::stream::try_unfold(state, |mut st| async move {
+        if st.cursor.is_none() {
+            let start = if st.forward {
+                as_ref(&st.lo)
+            } else {
+                as_ref(&st.hi)
+            };
+            st.cursor = Some(st.snap.cursor(start, st.forward).await?);
+        }
+        let Some(cursor) = st.cursor.as_mut() else {
+            return Ok(None);
+        };
+        match st.snap.step(cursor, st.forward).await? {
+            Some((k, v))
+                if (st.forward && below_hi(&k, &st.hi))
+                    || (!st.forward && above_lo(&k, &st.lo)) =>
+            {
+                Ok(Some(((k, v), st)))
+            }
+            _ => Ok(None),
+        }
+    })
+}
+
+/// Encodes typed range bounds with `enc`.
+pub(crate) fn bounds<K>(
+    range: &impl std::ops::RangeBounds<K>,
+    enc: impl Fn(&K) -> Vec<u8>,
+) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let map = |b: Bound<&K>| match b {
+        Bound::Included(k) => Bound::Included(enc(k)),
+        Bound::Excluded(k) => Bound::Excluded(enc(k)),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    (map(range.start_bound()), map(range.end_bound()))
+}

@@ -1,0 +1,375 @@
+//! [`PersistentSet`]: an ordered, durable set of typed keys.
+
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use persistx_actors::engine::{Collection, Kind, Op, OpResult, Snapshot};
+
+use crate::db::{Database, DatabaseSnapshot, key_err};
+use crate::error::Result;
+use crate::key::{self, Key};
+use crate::scan;
+
+/// An ordered set stored in a [`Database`]. `Clone + Send + Sync`. Reads use the newest
+/// published snapshot; writes return once durable. Cancel safety as for
+/// [`crate::PersistentMap`].
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use futures::TryStreamExt;
+/// let db = persistx::Database::in_memory().await?;
+/// let a: persistx::PersistentSet<u32> = db.set("a").await?;
+/// let b: persistx::PersistentSet<u32> = db.set("b").await?;
+/// for i in [1, 2, 3] { a.insert(i).await?; }
+/// for i in [2, 3, 4] { b.insert(i).await?; }
+/// let both: Vec<u32> = a.intersection(&b).try_collect().await?;
+/// assert_eq!(both, vec![2, 3]);
+/// # Ok::<(), persistx::Error>(()) }).unwrap();
+/// ```
+pub struct PersistentSet<T> {
+    coll: Collection,
+    _types: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for PersistentSet<T> {
+    fn clone(&self) -> Self {
+        PersistentSet {
+            coll: self.coll.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for PersistentSet<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersistentSet")
+            .field("name", &self.coll.info().name)
+            .finish()
+    }
+}
+
+/// A read-only view of a set at one version.
+pub struct SetSnapshot<T> {
+    snap: Snapshot,
+    name: String,
+    _types: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for SetSnapshot<T> {
+    fn clone(&self) -> Self {
+        SetSnapshot {
+            snap: self.snap.clone(),
+            name: self.name.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for SetSnapshot<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetSnapshot")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl<T: Key> SetSnapshot<T> {
+    /// Members.
+    pub fn len(&self) -> u64 {
+        self.snap.len()
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.snap.is_empty()
+    }
+
+    /// True if `item` is a member.
+    pub async fn contains(&self, item: &T) -> Result<bool> {
+        Ok(self.snap.get(&key::encode(item)).await?.is_some())
+    }
+
+    /// Members in `range`, ascending; the stream owns the snapshot.
+    pub fn range<R: RangeBounds<T>>(
+        &self,
+        range: R,
+    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T, R>
+    where
+        T: Send + 'static,
+    {
+        let (lo, hi) = scan::bounds(&range, key::encode);
+        raw_members(self.snap.clone(), lo, hi, self.name.clone())
+    }
+
+    /// Every member, ascending.
+    pub fn iter(&self) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    where
+        T: Send + 'static,
+    {
+        self.range(..)
+    }
+}
+
+fn raw_members<T: Key + Send + 'static>(
+    snap: Snapshot,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    name: String,
+) -> impl Stream<Item = Result<T>> + Send + 'static {
+    scan::range(snap, lo, hi, true)
+        .map(move |r| r.and_then(|(k, _)| key::decode::<T>(&k).map_err(|e| key_err(&name, e))))
+}
+
+#[derive(Clone, Copy)]
+enum SetOp {
+    Union,
+    Intersection,
+    Difference,
+}
+
+/// Merges two ascending byte-key streams.
+fn merge<T: Key + Send + 'static>(
+    a: Snapshot,
+    b: Snapshot,
+    op: SetOp,
+    name: String,
+) -> impl Stream<Item = Result<T>> + Send + 'static {
+    let all = || (Bound::Unbounded, Bound::Unbounded);
+    let (alo, ahi) = all();
+    let (blo, bhi) = all();
+    let sa = Box::pin(scan::range(a, alo, ahi, true));
+    let sb = Box::pin(scan::range(b, blo, bhi, true));
+    type Side = std::pin::Pin<Box<dyn Stream<Item = Result<(Bytes, Bytes)>> + Send>>;
+    struct St {
+        a: Side,
+        b: Side,
+        ha: Option<Bytes>,
+        hb: Option<Bytes>,
+        started: bool,
+    }
+    let st = St {
+        a: sa,
+        b: sb,
+        ha: None,
+        hb: None,
+        started: false,
+    };
+    futures::stream::try_unfold(st, move |mut st| {
+        let name = name.clone();
+        async move {
+            use futures::TryStreamExt;
+            if !st.started {
+                st.started = true;
+                st.ha = st.a.try_next().await?.map(|e| e.0);
+                st.hb = st.b.try_next().await?.map(|e| e.0);
+            }
+            loop {
+                let out = match (&st.ha, &st.hb) {
+                    (None, None) => return Ok(None),
+                    (Some(x), None) => {
+                        let x = x.clone();
+                        st.ha = st.a.try_next().await?.map(|e| e.0);
+                        match op {
+                            SetOp::Union | SetOp::Difference => Some(x),
+                            SetOp::Intersection => return Ok(None),
+                        }
+                    }
+                    (None, Some(y)) => {
+                        let y = y.clone();
+                        st.hb = st.b.try_next().await?.map(|e| e.0);
+                        match op {
+                            SetOp::Union => Some(y),
+                            SetOp::Intersection | SetOp::Difference => return Ok(None),
+                        }
+                    }
+                    (Some(x), Some(y)) => match x.cmp(y) {
+                        std::cmp::Ordering::Less => {
+                            let x = x.clone();
+                            st.ha = st.a.try_next().await?.map(|e| e.0);
+                            match op {
+                                SetOp::Union | SetOp::Difference => Some(x),
+                                SetOp::Intersection => None,
+                            }
+                        }
+                        std::cmp::Ordering::Greater => {
+                            let y = y.clone();
+                            st.hb = st.b.try_next().await?.map(|e| e.0);
+                            match op {
+                                SetOp::Union => Some(y),
+                                _ => None,
+                            }
+                        }
+                        std::cmp::Ordering::Equal => {
+                            let x = x.clone();
+                            st.ha = st.a.try_next().await?.map(|e| e.0);
+                            st.hb = st.b.try_next().await?.map(|e| e.0);
+                            match op {
+                                SetOp::Union | SetOp::Intersection => Some(x),
+                                SetOp::Difference => None,
+                            }
+                        }
+                    },
+                };
+                if let Some(k) = out {
+                    let item = key::decode::<T>(&k).map_err(|e| key_err(&name, e))?;
+                    return Ok(Some((item, st)));
+                }
+            }
+        }
+    })
+}
+
+impl<T: Key> PersistentSet<T> {
+    pub(crate) async fn open(db: &Database, name: &str) -> Result<Self> {
+        let coll = db
+            .collection(name, Kind::Set, std::any::type_name::<T>(), "()")
+            .await?;
+        Ok(PersistentSet {
+            coll,
+            _types: PhantomData,
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.coll.info().name
+    }
+
+    /// A read-only view of the newest published version. Lock-free.
+    pub fn snapshot(&self) -> SetSnapshot<T> {
+        SetSnapshot {
+            snap: self.coll.snapshot(),
+            name: self.name().to_string(),
+            _types: PhantomData,
+        }
+    }
+
+    pub(crate) fn at(&self, db: &DatabaseSnapshot) -> SetSnapshot<T> {
+        SetSnapshot {
+            snap: db
+                .part(self.coll.info().id)
+                .unwrap_or_else(|| self.coll.snapshot()),
+            name: self.name().to_string(),
+            _types: PhantomData,
+        }
+    }
+
+    /// Adds `item`; true if it was not a member. Durable when it returns.
+    pub async fn insert(&self, item: T) -> Result<bool> {
+        let r = self
+            .coll
+            .write(vec![Op::Put(Bytes::from(key::encode(&item)), Bytes::new())])
+            .await?;
+        Ok(matches!(r.first(), Some(OpResult::Old(None))))
+    }
+
+    /// Removes `item`; true if it was a member.
+    pub async fn remove(&self, item: &T) -> Result<bool> {
+        let r = self
+            .coll
+            .write(vec![Op::Delete(Bytes::from(key::encode(item)))])
+            .await?;
+        Ok(matches!(r.first(), Some(OpResult::Old(Some(_)))))
+    }
+
+    /// Adds every item in one atomic commit.
+    pub async fn insert_many(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
+        let ops: Vec<Op> = items
+            .into_iter()
+            .map(|i| Op::Put(Bytes::from(key::encode(&i)), Bytes::new()))
+            .collect();
+        if !ops.is_empty() {
+            self.coll.write(ops).await?;
+        }
+        Ok(())
+    }
+
+    /// True if `item` is a member.
+    pub async fn contains(&self, item: &T) -> Result<bool> {
+        self.snapshot().contains(item).await
+    }
+
+    /// Members (O(1)).
+    pub fn len(&self) -> u64 {
+        self.coll.snapshot().len()
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Members in `range`, ascending.
+    pub fn range<R: RangeBounds<T>>(
+        &self,
+        range: R,
+    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T, R>
+    where
+        T: Send + 'static,
+    {
+        self.snapshot().range(range)
+    }
+
+    /// Every member, ascending.
+    pub fn iter(&self) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    where
+        T: Send + 'static,
+    {
+        self.snapshot().iter()
+    }
+
+    /// Members of either set, ascending, from snapshots of both taken now.
+    pub fn union(
+        &self,
+        other: &PersistentSet<T>,
+    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    where
+        T: Send + 'static,
+    {
+        merge(
+            self.coll.snapshot(),
+            other.coll.snapshot(),
+            SetOp::Union,
+            self.name().to_string(),
+        )
+    }
+
+    /// Members of both sets, ascending.
+    pub fn intersection(
+        &self,
+        other: &PersistentSet<T>,
+    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    where
+        T: Send + 'static,
+    {
+        merge(
+            self.coll.snapshot(),
+            other.coll.snapshot(),
+            SetOp::Intersection,
+            self.name().to_string(),
+        )
+    }
+
+    /// Members of this set that are not in `other`, ascending.
+    pub fn difference(
+        &self,
+        other: &PersistentSet<T>,
+    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    where
+        T: Send + 'static,
+    {
+        merge(
+            self.coll.snapshot(),
+            other.coll.snapshot(),
+            SetOp::Difference,
+            self.name().to_string(),
+        )
+    }
+
+    /// Removes every member.
+    pub async fn clear(&self) -> Result<()> {
+        self.coll.write(vec![Op::Clear]).await?;
+        Ok(())
+    }
+}
