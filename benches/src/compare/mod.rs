@@ -18,6 +18,7 @@
 pub mod dataset;
 pub mod engine;
 pub mod fjall_engine;
+pub mod persistx_engine;
 pub mod proc_stats;
 pub mod redb_engine;
 pub mod report;
@@ -36,7 +37,7 @@ pub const SUBJECT: &str = "persistx";
 pub const ENGINE_NAMES: &[&str] = &[SUBJECT, "redb", "fjall", "sled", "sqlite"];
 
 /// The engines run when `--engines` is not given, in table order.
-pub const DEFAULT_ENGINES: &[&str] = &["redb", "fjall", "sled", "sqlite"];
+pub const DEFAULT_ENGINES: &[&str] = &[SUBJECT, "redb", "fjall", "sled", "sqlite"];
 
 /// Runs the whole workload on engine `name` in `dir` (an empty directory) and returns what
 /// it measured. Errors include every wrong answer.
@@ -50,11 +51,7 @@ pub fn run_engine(
         "fjall" => workload::run::<fjall_engine::FjallEngine>(workload, dir),
         "sled" => workload::run::<sled_engine::SledEngine>(workload, dir),
         "sqlite" => workload::run::<sqlite_engine::SqliteEngine>(workload, dir),
-        SUBJECT => Err(
-            "persistx: not wired yet (implement compare::engine::Engine for PersistX and add \
-             its arm to compare::run_engine)"
-                .into(),
-        ),
+        SUBJECT => workload::run::<persistx_engine::PersistxEngine>(workload, dir),
         other => Err(format!(
             "unknown engine {other:?}; known engines: {}",
             ENGINE_NAMES.join(", ")
