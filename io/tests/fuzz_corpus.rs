@@ -10,7 +10,12 @@
 //!
 //! Input layouts, shared with the fuzz targets: `wal_record` and `page` inputs start with a
 //! u64 LE (segment sequence number, expected page id) followed by the decoder's buffer;
-//! `segment_header` inputs are the decoder's buffer.
+//! `segment_header`, `catalog`, `freelist` and `record` inputs are the decoder's buffer.
+//!
+//! Catalog and free-list payloads and collection records carry no checksum of their own (the
+//! page or WAL record around them does), so a mutation of them may decode to another valid
+//! value; their proptests check instead that whatever decodes is canonical, and that a cut
+//! encoding never decodes.
 //!
 //! The seed inputs are written by the ignored test `write_seed_corpus`:
 //! `cargo test -p persistx-io --test fuzz_corpus -- --ignored write_seed_corpus`.
@@ -18,6 +23,10 @@
 use std::path::{Path, PathBuf};
 
 use persistx_io::format::FormatError;
+use persistx_io::format::catalog::{
+    self, CatalogEntry, MAX_NAME_LEN, RecordOp, decode_catalog, decode_freelist, encode_catalog,
+    encode_create, encode_freelist, encode_write, set_next,
+};
 use persistx_io::format::node::{Child, LeafEntry, LeafValue, encode_interior, encode_leaf};
 use persistx_io::format::page::{PAGE_HEADER_LEN, PageHeader, decode_page, encode_page};
 use persistx_io::format::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
@@ -26,7 +35,8 @@ use persistx_io::format::wal::{RECORD_HEADER_LEN, decode_record, encode_record};
 use proptest::prelude::*;
 
 use persistx_io::format::fuzz_checks::{
-    node as check_node, page as check_page, segment_header as check_segment_header, split_param,
+    catalog as check_catalog, freelist as check_freelist, node as check_node, page as check_page,
+    record as check_record, segment_header as check_segment_header, split_param,
     superblock as check_superblock, wal_record as check_wal_record,
 };
 
@@ -105,6 +115,30 @@ fn replay_page_corpus() {
     assert!(replay("page", check_page) > 0, "the page corpus is empty");
 }
 
+#[test]
+fn replay_catalog_corpus() {
+    assert!(
+        replay("catalog", check_catalog) > 0,
+        "the catalog corpus is empty"
+    );
+}
+
+#[test]
+fn replay_freelist_corpus() {
+    assert!(
+        replay("freelist", check_freelist) > 0,
+        "the freelist corpus is empty"
+    );
+}
+
+#[test]
+fn replay_record_corpus() {
+    assert!(
+        replay("record", check_record) > 0,
+        "the record corpus is empty"
+    );
+}
+
 /// The decoder's error for each near miss of `target` (see `write_seed_corpus`).
 fn near_miss_errors(target: &str) -> Vec<(String, FormatError)> {
     let dir = corpus_dir(target);
@@ -126,6 +160,9 @@ fn near_miss_errors(target: &str) -> Vec<(String, FormatError)> {
         let result = match target {
             "wal_record" => decode_record(buf, param).map(drop),
             "page" => decode_page(buf, param).map(drop),
+            "catalog" => decode_catalog(&data).map(drop),
+            "freelist" => decode_freelist(&data).map(drop),
+            "record" => catalog::decode_record(&data).map(drop),
             _ => SegmentHeader::decode(&data).map(drop),
         };
         match result {
@@ -134,6 +171,41 @@ fn near_miss_errors(target: &str) -> Vec<(String, FormatError)> {
         }
     }
     out
+}
+
+/// The payload formats have no checksum: each near miss there breaks exactly one field, and
+/// the decoder names that field (or, for a cut, reports the truncation).
+#[test]
+fn payload_near_misses_name_the_bad_field() {
+    for target in ["catalog", "freelist", "record"] {
+        let errors = near_miss_errors(target);
+        assert!(!errors.is_empty(), "no near misses in the {target} corpus");
+        for (name, e) in errors {
+            let expected = match e {
+                FormatError::InvalidField { field, .. } => field,
+                FormatError::Truncated { .. } => "truncated",
+                other => panic!("{target}/{name}: unexpected {other}"),
+            };
+            // `near-<what>-...`: the file name says which check must refuse it.
+            let what = name.trim_start_matches("near-");
+            let expected_what = match expected {
+                "next page id" => "next",
+                "collection root page" => "root",
+                "name length" => "name",
+                "name encoding" => "utf8",
+                "catalog entry count" | "free run count" | "op count" => "count",
+                "free run" => "run",
+                "record tag" => "tag",
+                "op tag" => "op",
+                "trailing bytes after the record" => "trailing",
+                _ => "truncated",
+            };
+            assert!(
+                what.starts_with(expected_what),
+                "{target}/{name} was refused for another reason: {e}"
+            );
+        }
+    }
 }
 
 /// Each near miss carries a valid checksum, so it is rejected by the check it targets, not
@@ -495,9 +567,244 @@ fn write_seed_corpus() {
     let mut misdirected = raw_page(pxpg, 1, 1, 0, 5, 3, b"abc");
     misdirected[..8].copy_from_slice(&6u64.to_le_bytes());
     write("page", "near-misdirected", &misdirected);
+
+    write_catalog_seeds(&write);
+    write_freelist_seeds(&write);
+    write_record_seeds(&write);
+}
+
+/// Writes one seed: target, file name, bytes.
+type WriteSeed<'a> = &'a dyn Fn(&str, &str, &[u8]);
+
+fn entry(id: u32, name: &str, key_type: &str, value_type: &str) -> CatalogEntry {
+    CatalogEntry {
+        id,
+        kind: 1,
+        root: 2 + u64::from(id),
+        count: 1000 + u64::from(id),
+        checkpoint_lsn: 50 + u64::from(id),
+        name: name.into(),
+        key_type: key_type.into(),
+        value_type: value_type.into(),
+    }
+}
+
+/// One catalog page payload of `entries`, linked to `next`.
+fn catalog_page(entries: &[CatalogEntry], next: u64) -> Vec<u8> {
+    let mut pages = encode_catalog(entries, usize::MAX);
+    set_next(&mut pages[0], next);
+    pages.remove(0)
+}
+
+/// A catalog entry's bytes up to its name, with a raw name field (length, bytes).
+fn raw_entry(name_len: u16, name: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.push(1);
+    for v in [5u64, 10, 20] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&name_len.to_le_bytes());
+    b.extend_from_slice(name);
+    b.extend_from_slice(&[0; 4]);
+    b
+}
+
+fn write_catalog_seeds(write: WriteSeed<'_>) {
+    let w = |name: &str, bytes: &[u8]| write("catalog", name, bytes);
+    w("seed-empty", &catalog_page(&[], 0));
+    let one = [entry(1, "users", "u64", "User")];
+    w("seed-one", &catalog_page(&one, 0));
+    let three = [
+        entry(1, "users", "u64", "User"),
+        entry(2, "", "", ""),
+        entry(u32::MAX, "ünïcödé €", "[u8]", "Vec<String>"),
+    ];
+    w("seed-three-linked", &catalog_page(&three, 17));
+    // Every name at the limit: 127 two-byte characters and one ASCII byte.
+    let long = format!("{}x", "é".repeat(127));
+    assert_eq!(long.len(), MAX_NAME_LEN);
+    let k = "k".repeat(MAX_NAME_LEN);
+    w(
+        "seed-long-names",
+        &catalog_page(&[entry(3, &long, &k, &long)], 0),
+    );
+    let mut padded = catalog_page(&one, 4);
+    padded.resize(256, 0);
+    w("seed-page-padding", &padded);
+
+    w("near-next-1", &catalog_page(&one, 1));
+    let mut root_1 = one.clone();
+    root_1[0].root = 1;
+    w("near-root-1", &catalog_page(&root_1, 0));
+    let header = |n: u32| {
+        let mut h = vec![0u8; 8];
+        h.extend_from_slice(&n.to_le_bytes());
+        h
+    };
+    let long_name = [b'a'; MAX_NAME_LEN + 1];
+    w(
+        "near-name-256",
+        &[header(1), raw_entry(MAX_NAME_LEN as u16 + 1, &long_name)].concat(),
+    );
+    w(
+        "near-utf8-invalid",
+        &[header(1), raw_entry(2, &[0xc3, 0x28])].concat(),
+    );
+    let mut two = catalog_page(&one, 0);
+    two[8..12].copy_from_slice(&2u32.to_le_bytes());
+    w("near-count-2-of-1", &two);
+    let mut cut = catalog_page(&one, 0);
+    cut.pop();
+    w("near-truncated", &cut);
+}
+
+/// One free-list page payload of `runs` (written as given, even when invalid).
+fn freelist_page(runs: &[(u64, u64)], next: u64) -> Vec<u8> {
+    let mut p = next.to_le_bytes().to_vec();
+    p.extend_from_slice(&(runs.len() as u32).to_le_bytes());
+    for (first, count) in runs {
+        p.extend_from_slice(&first.to_le_bytes());
+        p.extend_from_slice(&count.to_le_bytes());
+    }
+    p
+}
+
+fn write_freelist_seeds(write: WriteSeed<'_>) {
+    let w = |name: &str, bytes: &[u8]| write("freelist", name, bytes);
+    let encoded = |runs: &[(u64, u64)], next| {
+        let mut pages = encode_freelist(runs, usize::MAX / 2);
+        set_next(&mut pages[0], next);
+        pages.remove(0)
+    };
+    w("seed-empty", &encoded(&[], 0));
+    let runs = [(2, 1), (10, 5), (100, 1000)];
+    w("seed-runs", &encoded(&runs, 0));
+    w("seed-linked", &encoded(&[(5, 1)], 9));
+    w("seed-last-page", &encoded(&[(u64::MAX - 1, 1)], 0));
+    let mut padded = encoded(&runs, 0);
+    padded.resize(128, 0);
+    w("seed-page-padding", &padded);
+
+    w("near-next-1", &freelist_page(&runs, 1));
+    w("near-run-first-1", &freelist_page(&[(1, 3)], 0));
+    w("near-run-empty", &freelist_page(&[(5, 0)], 0));
+    w("near-run-past-u64", &freelist_page(&[(u64::MAX, 1)], 0));
+    w("near-run-overlaps", &freelist_page(&[(5, 3), (7, 1)], 0));
+    w("near-run-unsorted", &freelist_page(&[(9, 1), (5, 2)], 0));
+    let mut three = freelist_page(&runs[..2], 0);
+    three[8..12].copy_from_slice(&3u32.to_le_bytes());
+    w("near-count-3-of-2", &three);
+    let mut cut = freelist_page(&runs, 0);
+    cut.pop();
+    w("near-truncated", &cut);
+}
+
+fn write_record_seeds(write: WriteSeed<'_>) {
+    let w = |name: &str, bytes: &[u8]| write("record", name, bytes);
+    let create = encode_create(7, 1, "users", "u64", "User");
+    w("seed-create", &create);
+    w("seed-create-empty-names", &encode_create(0, 0, "", "", ""));
+    let put = encode_write(3, &[RecordOp::Put(b"key", b"value")]);
+    w("seed-write-put", &put);
+    w(
+        "seed-write-mixed",
+        &encode_write(
+            u32::MAX,
+            &[
+                RecordOp::Put(b"a", b"1"),
+                RecordOp::Delete(b"b"),
+                RecordOp::Clear,
+                RecordOp::Put(b"", b""),
+            ],
+        ),
+    );
+    w("seed-write-no-ops", &encode_write(1, &[]));
+
+    let mut tag_0 = create.clone();
+    tag_0[0] = 0;
+    w("near-tag-0", &tag_0);
+    let mut tag_3 = put.clone();
+    tag_3[0] = 3;
+    w("near-tag-3", &tag_3);
+    let mut op_4 = put.clone();
+    op_4[9] = 4;
+    w("near-op-tag-4", &op_4);
+    w("near-trailing-byte", &[&create[..], &[0]].concat());
+    w("near-truncated", &put[..put.len() - 1]);
+    let mut count = put.clone();
+    count[5..9].copy_from_slice(&2u32.to_le_bytes());
+    w("near-truncated-op-count-2-of-1", &count);
+    let mut long = vec![catalog::RECORD_CREATE, 7, 0, 0, 0, 1];
+    long.extend_from_slice(&(MAX_NAME_LEN as u16 + 1).to_le_bytes());
+    long.extend_from_slice(&[b'a'; MAX_NAME_LEN + 1]);
+    long.extend_from_slice(&[0; 4]);
+    w("near-name-256", &long);
+    let mut many = put.clone();
+    many[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
+    w("near-count-u32-max", &many);
 }
 
 // ---- proptests -----------------------------------------------------------------------------
+
+/// A collection, key type or value type name: short ASCII, or up to [`MAX_NAME_LEN`] bytes
+/// of two- and three-byte characters.
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof!["[a-z]{0,12}", "[a-zé€]{0,85}"]
+}
+
+fn catalog_entry() -> impl Strategy<Value = CatalogEntry> {
+    (
+        any::<u32>(),
+        any::<u8>(),
+        2u64..,
+        any::<u64>(),
+        any::<u64>(),
+        (name(), name(), name()),
+    )
+        .prop_map(
+            |(id, kind, root, count, checkpoint_lsn, (name, key_type, value_type))| CatalogEntry {
+                id,
+                kind,
+                root,
+                count,
+                checkpoint_lsn,
+                name,
+                key_type,
+                value_type,
+            },
+        )
+}
+
+/// A next-page link as a writer sets it: 0 (last) or a page past the superblock slots.
+fn next_page() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(0u64), 2u64..]
+}
+
+/// A valid collection record: a create or a write of a few ops.
+fn collection_record() -> impl Strategy<Value = Vec<u8>> {
+    let bytes = || proptest::collection::vec(any::<u8>(), 0..24);
+    let op = prop_oneof![
+        (bytes(), bytes()).prop_map(|(k, v)| (1u8, k, v)),
+        bytes().prop_map(|k| (2u8, k, Vec::new())),
+        Just((3u8, Vec::new(), Vec::new())),
+    ];
+    prop_oneof![
+        (any::<u32>(), any::<u8>(), name(), name(), name())
+            .prop_map(|(id, kind, n, k, v)| encode_create(id, kind, &n, &k, &v)),
+        (any::<u32>(), proptest::collection::vec(op, 0..8)).prop_map(|(id, ops)| {
+            let ops: Vec<RecordOp<'_>> = ops
+                .iter()
+                .map(|(t, k, v)| match t {
+                    1 => RecordOp::Put(k, v),
+                    2 => RecordOp::Delete(k),
+                    _ => RecordOp::Clear,
+                })
+                .collect();
+            encode_write(id, &ops)
+        }),
+    ]
+}
 
 /// One change to a valid encoding.
 #[derive(Debug, Clone)]
@@ -556,6 +863,9 @@ proptest! {
         check_wal_record(&bytes);
         check_segment_header(&bytes);
         check_page(&bytes);
+        check_catalog(&bytes);
+        check_freelist(&bytes);
+        check_record(&bytes);
     }
 
     #[test]
@@ -654,5 +964,87 @@ proptest! {
         // A misdirected read (another location) never validates.
         let misdirected = decode_page(&good, page_id.wrapping_add(1));
         prop_assert!(matches!(misdirected, Err(FormatError::Mismatch { .. })), "misdirected read: {:?}", misdirected);
+    }
+
+    #[test]
+    fn every_catalog_page_passes_the_check(
+        entries in proptest::collection::vec(catalog_entry(), 0..12),
+        capacity in 12usize..1500,
+        next in next_page(),
+    ) {
+        let mut got = Vec::new();
+        for mut p in encode_catalog(&entries, capacity) {
+            set_next(&mut p, next);
+            prop_assert!(check_catalog(&p));
+            got.extend(decode_catalog(&p).expect("checked").1);
+        }
+        prop_assert_eq!(got, entries);
+    }
+
+    #[test]
+    fn mutated_catalog_page_is_rejected_or_canonical(
+        entries in proptest::collection::vec(catalog_entry(), 0..6),
+        next in next_page(),
+        pad in 0usize..64,
+        m in mutation(),
+    ) {
+        let mut good = catalog_page(&entries, next);
+        let end = good.len();
+        good.resize(end + pad, 0);
+        prop_assert!(check_catalog(&good));
+        let mut bad = good.clone();
+        prop_assume!(apply(&mut bad, &m));
+        // Panics if the mutated page decodes to something it is not the encoding of.
+        let accepted = check_catalog(&bad);
+        if bad.len() < end {
+            prop_assert!(!accepted, "the cut page {:?} decoded", m);
+        } else if bad[..end] == good[..end] {
+            // Only the padding changed.
+            prop_assert_eq!(decode_catalog(&bad), Ok((next, entries)));
+        }
+    }
+
+    #[test]
+    fn mutated_freelist_page_is_rejected_or_canonical(
+        gaps in proptest::collection::vec((0u64..1 << 20, 1u64..1 << 20), 0..24),
+        next in next_page(),
+        pad in 0usize..64,
+        m in mutation(),
+    ) {
+        // Sorted, disjoint runs, as the allocator keeps them.
+        let mut at = 2;
+        let runs: Vec<(u64, u64)> = gaps
+            .iter()
+            .map(|&(gap, count)| {
+                let first = at + gap;
+                at = first + count;
+                (first, count)
+            })
+            .collect();
+        let mut good = freelist_page(&runs, next);
+        prop_assert_eq!(&encode_freelist(&runs, good.len())[0][8..], &good[8..]);
+        let end = good.len();
+        good.resize(end + pad, 0);
+        prop_assert!(check_freelist(&good));
+        let mut bad = good.clone();
+        prop_assume!(apply(&mut bad, &m));
+        let accepted = check_freelist(&bad);
+        if bad.len() < end {
+            prop_assert!(!accepted, "the cut page {:?} decoded", m);
+        } else if bad[..end] == good[..end] {
+            prop_assert_eq!(decode_freelist(&bad), Ok((next, runs)));
+        }
+    }
+
+    #[test]
+    fn mutated_record_is_rejected_or_canonical(good in collection_record(), m in mutation()) {
+        prop_assert!(check_record(&good));
+        let mut bad = good.clone();
+        prop_assume!(apply(&mut bad, &m));
+        let accepted = check_record(&bad);
+        // A record is exactly its bytes: a cut one never decodes.
+        if good.starts_with(&bad) {
+            prop_assert!(!accepted, "the cut record {:?} decoded", m);
+        }
     }
 }

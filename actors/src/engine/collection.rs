@@ -464,7 +464,10 @@ impl CollActor {
         Ok(results)
     }
 
-    fn encode_records(&self, log: &[(u8, Bytes, Bytes)]) -> Vec<Bytes> {
+    /// Encodes the batch's changes as log records of about [`RECORD_SPLIT`] bytes, split
+    /// only at the boundaries of writes (`ends`: the log length after each write), so that
+    /// every write is inside one record and replays all or nothing.
+    fn encode_records(&self, log: &[(u8, Bytes, Bytes)], ends: &[usize]) -> Vec<Bytes> {
         let id = self.shared.info.id;
         let mut records = Vec::new();
         let mut start = 0;
@@ -480,14 +483,19 @@ impl CollActor {
                 .collect();
             catalog::encode_write(id, &ops)
         };
-        for (i, (_, k, v)) in log.iter().enumerate() {
-            let len = 9 + k.len() + v.len();
-            if size + len > RECORD_SPLIT && i > start {
-                records.push(Bytes::from(to_ops(&log[start..i])));
-                start = i;
+        let mut prev = 0;
+        for &end in ends {
+            let len: usize = log[prev..end]
+                .iter()
+                .map(|(_, k, v)| 9 + k.len() + v.len())
+                .sum();
+            if size + len > RECORD_SPLIT && prev > start {
+                records.push(Bytes::from(to_ops(&log[start..prev])));
+                start = prev;
                 size = 0;
             }
             size += len;
+            prev = end;
         }
         if start < log.len() {
             records.push(Bytes::from(to_ops(&log[start..])));
@@ -512,6 +520,7 @@ impl CollActor {
             return;
         }
         let mut log = Vec::new();
+        let mut ends = Vec::new();
         let mut answered = Vec::new();
         let mut durability = Durability::None;
         for (ops, d, reply) in writes {
@@ -519,6 +528,7 @@ impl CollActor {
                 Ok(r) => {
                     durability = stronger(durability, d);
                     answered.push((reply, r));
+                    ends.push(log.len());
                 }
                 Err(e) => reply.send(Err(e)),
             }
@@ -548,7 +558,7 @@ impl CollActor {
             return;
         }
         self.seq += 1;
-        let records = self.encode_records(&log);
+        let records = self.encode_records(&log, &ends);
         let bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
         self.engine.add_wal_bytes(bytes);
         let version_root = self.working.clone();
@@ -623,25 +633,68 @@ impl CollActor {
         self.shared.wait_idle().await;
         let saved = (self.working.clone(), self.freed.len());
         let spill_nodes = (self.engine.dirty_limit_nodes() / 2).max(64);
-        let mut results = Vec::with_capacity(ops.len());
+        // Sorted by key (a stable sort: the last write to a key still wins): each chunk
+        // touches its own key range, so spilled nodes are not rewritten by later chunks,
+        // and an empty tree fills its leaves completely.
+        let mut order: Vec<usize> = (0..ops.len()).collect();
+        if ops
+            .iter()
+            .all(|o| matches!(o, Op::Put(..) | Op::Delete(..)))
+        {
+            let key = |o: &Op| match o {
+                Op::Put(k, _) | Op::Delete(k) => k.clone(),
+                _ => Bytes::new(),
+            };
+            order.sort_by_cached_key(|&i| key(&ops[i]));
+        }
+        let sorted: Vec<Op> = order.iter().map(|&i| ops[i].clone()).collect();
+        drop(ops);
+        let mut sorted_results = Vec::with_capacity(sorted.len());
         let mut spilled: Vec<(u64, u64)> = Vec::new();
+        let mut spilled_pages: HashSet<u64> = HashSet::new();
         let outcome: Result<()> = async {
             let mut log = Vec::new();
-            for chunk in ops.chunks(4096) {
-                results.extend(self.apply_inner(chunk, &mut log).await?);
+            for chunk in sorted.chunks(4096) {
+                let before = self.freed.len();
+                sorted_results.extend(self.apply_inner(chunk, &mut log).await?);
                 log.clear();
+                // Spilled pages this chunk replaced are referenced by nothing (no
+                // superblock, no snapshot): reuse them at once.
+                if !spilled_pages.is_empty() {
+                    let mut alloc = self.engine.lock_alloc();
+                    let mut kept = Vec::with_capacity(self.freed.len() - before);
+                    for (tag, (p, n)) in self.freed.drain(before..) {
+                        if spilled_pages.remove(&p) {
+                            self.engine.pages.uncache(p);
+                            alloc.release(p, n);
+                            spilled.retain(|r| r.0 != p);
+                        } else {
+                            kept.push((tag, (p, n)));
+                        }
+                    }
+                    self.freed.extend(kept);
+                }
                 if tree::dirty_nodes(&self.working) > spill_nodes {
+                    let first_new = spilled.len();
                     self.spill(&mut spilled).await?;
+                    spilled_pages.extend(spilled[first_new..].iter().map(|r| r.0));
                 }
             }
             Ok(())
         }
         .await;
+        let mut results = vec![OpResult::Done; sorted_results.len()];
+        for (r, &i) in sorted_results.into_iter().zip(&order) {
+            results[i] = r;
+        }
         if let Err(e) = outcome {
             self.working = saved.0;
             self.freed.truncate(saved.1);
             let mut alloc = self.engine.lock_alloc();
             for (p, n) in spilled {
+                for q in p..p + n {
+                    self.engine.pages.uncache(q);
+                }
                 alloc.release(p, n);
             }
             return Err(e);
@@ -698,7 +751,16 @@ impl CollActor {
         }
         self.engine.pages.bump_end(self.engine.lock_alloc().end());
         self.engine.pages.write_pages(&out.writes, 0).await?;
-        self.swizzle(&out.map);
+        // Only the working tree: the published version must not point at spilled pages,
+        // which a failed bulk write releases at once.
+        for w in out.map.values() {
+            self.engine.pages.cache(w.page, w.node.clone());
+        }
+        let mut hit = HashSet::new();
+        tree::swizzle(&mut self.working, &out.map, &mut hit);
+        let before = self.dirty;
+        self.dirty = tree::dirty_nodes(&self.working);
+        self.engine.sub_dirty(before.saturating_sub(self.dirty));
         Ok(())
     }
 

@@ -207,8 +207,12 @@ impl EngineInner {
         let mut frozen: Vec<(CollectionInfo, Frozen)> = Vec::new();
         let mut actors: Vec<(u32, ActorRef<CollMsg>)> = Vec::new();
         let mut own_lsn = 0;
+        let durable_at_freeze;
         {
             let registry = self.registry.lock().await;
+            // Read under the registry lock: a collection created after it gets a create
+            // record above this LSN, so releasing the log up to it keeps that record.
+            durable_at_freeze = self.wal.durable_lsn();
             for e in registry.by_name.values() {
                 let info = e.shared.info.clone();
                 match &own {
@@ -234,7 +238,12 @@ impl EngineInner {
         frozen.sort_by_key(|(info, _)| info.id);
         // The log must be durable at least up to every LSN the superblock will name.
         let durable = self.wal.sync().await?;
-        let ckpt_lsn = frozen.iter().map(|(_, f)| f.lsn).min().unwrap_or(durable);
+        let ckpt_lsn = frozen
+            .iter()
+            .map(|(_, f)| f.lsn)
+            .min()
+            .unwrap_or(durable_at_freeze)
+            .min(durable);
         let limits = *self.pages.limits();
         // 2. Allocate and encode: trees, catalog, free list.
         // One map of written nodes per collection: a collection told about another's
@@ -852,7 +861,7 @@ impl Engine {
                 offset: 0,
                 what: format!("catalog entry {:?} has unknown kind {}", e.name, e.kind),
             })?;
-            next_id = next_id.max(e.id + 1);
+            next_id = next_id.max(e.id.saturating_add(1));
             colls.insert(
                 e.id,
                 Rebuilt {
@@ -890,7 +899,7 @@ impl Engine {
                     key_type,
                     value_type,
                 } => {
-                    next_id = next_id.max(id + 1);
+                    next_id = next_id.max(id.saturating_add(1));
                     if colls.contains_key(&id) {
                         continue;
                     }
@@ -997,8 +1006,8 @@ impl Engine {
                 catalog::MAX_NAME_LEN
             )));
         }
-        let key_type = &key_type[..key_type.len().min(catalog::MAX_NAME_LEN)];
-        let value_type = &value_type[..value_type.len().min(catalog::MAX_NAME_LEN)];
+        let key_type = truncate_utf8(key_type, catalog::MAX_NAME_LEN);
+        let value_type = truncate_utf8(value_type, catalog::MAX_NAME_LEN);
         let mut registry = self.inner.registry.lock().await;
         if let Some(e) = registry.by_name.get(name) {
             let i = &e.shared.info;
@@ -1016,6 +1025,11 @@ impl Engine {
             });
         }
         let id = registry.next_id;
+        if id == u32::MAX {
+            return Err(Error::InvalidArgument(
+                "the database has used every collection id".into(),
+            ));
+        }
         let record = catalog::encode_create(id, kind as u8, name, key_type, value_type);
         let lsn = self
             .inner
@@ -1071,14 +1085,20 @@ impl Engine {
         let _ckpt = self.inner.ckpt.lock().await;
         let entries: Vec<(Arc<CollShared>, ActorRef<CollMsg>)> = {
             let registry = self.inner.registry.lock().await;
-            registry.by_name.values().map(|e| (e.shared.clone(), e.actor.clone())).collect()
+            registry
+                .by_name
+                .values()
+                .map(|e| (e.shared.clone(), e.actor.clone()))
+                .collect()
         };
         let mut releases = Vec::with_capacity(entries.len());
         let mut out = Vec::with_capacity(entries.len());
         for (shared, actor) in entries {
             let (tx, rx) = tokio::sync::oneshot::channel();
             releases.push(tx);
-            let version = actor.ask(|reply| CollMsg::Pause { reply, release: rx }).await?;
+            let version = actor
+                .ask(|reply| CollMsg::Pause { reply, release: rx })
+                .await?;
             out.push((
                 shared.info.clone(),
                 Snapshot {
@@ -1210,7 +1230,10 @@ impl Engine {
             return Err(Error::Corruption {
                 file: self.inner.pages.path().to_path_buf(),
                 offset: w[1].0 * self.inner.pages.page_size() as u64,
-                what: format!("page {} was freed twice since the checkpoint in force", w[1].0),
+                what: format!(
+                    "page {} was freed twice since the checkpoint in force",
+                    w[1].0
+                ),
             });
         }
         let mut held_only = std::collections::BTreeSet::new();
@@ -1236,7 +1259,9 @@ impl Engine {
             }
         }
         covered += held_only.len() as u64;
-        if std::env::var("PX_DEBUG").is_ok() { eprintln!("DEBUG used {used:?}\nheld {held:?}\nend {end}"); }
+        if std::env::var("PX_DEBUG").is_ok() {
+            eprintln!("DEBUG used {used:?}\nheld {held:?}\nend {end}");
+        }
         report.pages = end;
         report.free_pages = free.iter().map(|(_, n)| n).sum();
         report.leaked_pages = end.saturating_sub(2).saturating_sub(covered);
@@ -1407,6 +1432,15 @@ async fn read_superblock(file: &dyn persistx_io::File, path: &Path) -> Result<(u
             reason: "no superblock".into(),
         }),
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The version of the on-disk format this build writes.

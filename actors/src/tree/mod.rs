@@ -178,16 +178,22 @@ pub async fn rank(src: &dyn PageSource, root: &Child, key: &[u8]) -> Result<u64>
 
 /// The index that splits items of the given sizes into two non-empty halves with the
 /// smallest larger half.
-fn best_split(sizes: &[usize]) -> usize {
+fn best_split(sizes: &[usize], min_side: usize) -> usize {
     debug_assert!(sizes.len() >= 2);
+    let min_side = if sizes.len() >= 2 * min_side {
+        min_side
+    } else {
+        1
+    };
     let total: usize = sizes.iter().sum();
     let mut left = 0usize;
-    let mut best = (usize::MAX, 1);
+    let mut best = (usize::MAX, min_side);
     for (k, s) in sizes.iter().enumerate().take(sizes.len() - 1) {
         left += s;
+        let k = k + 1;
         let worst = left.max(total - left);
-        if worst < best.0 {
-            best = (worst, k + 1);
+        if k >= min_side && sizes.len() - k >= min_side && worst < best.0 {
+            best = (worst, k);
         }
     }
     best.1
@@ -211,7 +217,7 @@ fn split(node: &mut Node, hint: usize, limits: &TreeLimits) -> (Bytes, Node) {
                     .zip(&l.vals)
                     .map(|(k, v)| limits.leaf_entry_len(k, v))
                     .collect();
-                best_split(&sizes)
+                best_split(&sizes, 1)
             };
             let right = Leaf {
                 keys: l.keys.split_off(k),
@@ -220,16 +226,17 @@ fn split(node: &mut Node, hint: usize, limits: &TreeLimits) -> (Bytes, Node) {
             (right.keys[0].clone(), Node::Leaf(right))
         }
         Node::Interior(int) => {
+            // Each half keeps at least two children.
             let m = int.children.len();
-            let k = if hint + 1 == m {
-                m - 1
-            } else if hint == 0 {
-                1
+            let k = if hint + 1 >= m && m >= 4 {
+                m - 2
+            } else if hint == 0 && m >= 4 {
+                2
             } else {
                 let sizes: Vec<usize> = (0..m)
                     .map(|i| 16 + if i == 0 { 0 } else { 2 + int.seps[i - 1].len() })
                     .collect();
-                best_split(&sizes)
+                best_split(&sizes, 2)
             };
             let right_children = int.children.split_off(k);
             let mut right_seps = int.seps.split_off(k - 1);

@@ -16,6 +16,8 @@
 //! ```text
 //! u64 next page, u32 run count n, n times: u64 first page, u64 page count
 //! ```
+//! Runs are sorted and disjoint: each starts at or after the end of the one before (and at
+//! page 2 or later).
 //! Collection record (the payload of a WAL record):
 //! ```text
 //! u8 tag 1 (create): u32 id, u8 kind, then name, key type, value type as above
@@ -57,10 +59,15 @@ pub struct CatalogEntry {
     pub value_type: String,
 }
 
+/// Writes a name, cut to [`MAX_NAME_LEN`] bytes at a character boundary (callers check
+/// names first; the cut keeps the bytes valid UTF-8 whatever they pass).
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    let len = u16::try_from(s.len().min(MAX_NAME_LEN)).unwrap_or(0);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&s.as_bytes()[..len as usize]);
+    let mut end = s.len().min(MAX_NAME_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&(end as u16).to_le_bytes());
+    out.extend_from_slice(&s.as_bytes()[..end]);
 }
 
 fn get_str(r: &mut Reader<'_>) -> Result<String, FormatError> {
@@ -221,15 +228,19 @@ pub fn decode_freelist(payload: &[u8]) -> Result<(u64, Vec<(u64, u64)>), FormatE
         });
     }
     let mut runs = Vec::with_capacity(n);
+    // One past the previous run: runs are sorted and disjoint (the allocator's free map),
+    // so a page whose runs overlap never hands out a page twice.
+    let mut prev_end = 2u64;
     for _ in 0..n {
         let first = r.u64()?;
         let count = r.u64()?;
-        if first < 2 || count == 0 || first.checked_add(count).is_none() {
+        if first < prev_end || count == 0 || first.checked_add(count).is_none() {
             return Err(FormatError::InvalidField {
                 field: "free run",
                 value: first,
             });
         }
+        prev_end = first + count;
         runs.push((first, count));
     }
     Ok((next, runs))
@@ -443,7 +454,14 @@ mod tests {
         }
 
         #[test]
-        fn freelist_round_trips(runs in prop::collection::vec((2u64..1 << 40, 1u64..1000), 0..1000)) {
+        fn freelist_round_trips(gaps in prop::collection::vec((0u64..1 << 30, 1u64..1000), 0..1000)) {
+            // Sorted, disjoint runs, as the allocator keeps them.
+            let mut end = 2;
+            let runs: Vec<(u64, u64)> = gaps.iter().map(|&(gap, count)| {
+                let first = end + gap;
+                end = first + count;
+                (first, count)
+            }).collect();
             let pages = encode_freelist(&runs, 4064);
             prop_assert_eq!(pages.len(), freelist_pages(runs.len(), 4064));
             let mut got = Vec::new();
@@ -475,6 +493,34 @@ mod tests {
             let _ = decode_record(&buf);
             let _ = decode_catalog(&buf);
             let _ = decode_freelist(&buf);
+        }
+    }
+
+    /// Overlapping or unsorted runs were accepted, and the allocator built from them at open
+    /// could hand out one page twice (or trip its double-free assertion).
+    #[test]
+    fn overlapping_free_runs_are_rejected() {
+        let page = |runs: &[(u64, u64)]| {
+            let mut p = vec![0u8; 8];
+            p.extend_from_slice(&(runs.len() as u32).to_le_bytes());
+            for (first, count) in runs {
+                p.extend_from_slice(&first.to_le_bytes());
+                p.extend_from_slice(&count.to_le_bytes());
+            }
+            p
+        };
+        assert!(decode_freelist(&page(&[(5, 3), (8, 1), (20, 2)])).is_ok());
+        for bad in [&[(5, 3), (7, 1)][..], &[(9, 1), (5, 2)], &[(5, 1), (5, 1)]] {
+            assert!(
+                matches!(
+                    decode_freelist(&page(bad)),
+                    Err(FormatError::InvalidField {
+                        field: "free run",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
         }
     }
 
