@@ -75,9 +75,12 @@ impl PageSource for MemPages {
         let (h, payload) = decode_page(&bytes, page).expect("valid page");
         let at = payload.as_ptr() as usize - bytes.as_ptr() as usize;
         let len = payload.len();
-        Ok(Arc::new(
-            tree::node::decode_node(h.kind, &bytes, at, len).expect("valid node"),
-        ))
+        let mut node = tree::node::decode_node(h.kind, &bytes, at, len).expect("valid node");
+        // Half the nodes get search prefixes, so both search paths are exercised.
+        if page % 2 == 0 {
+            node.index();
+        }
+        Ok(Arc::new(node))
     }
 
     async fn overflow(&self, first_page: u64, len: u64) -> Result<Bytes> {

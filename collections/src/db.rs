@@ -34,13 +34,13 @@ pub(crate) struct ValueFormat {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-/// use persistx::{Database, PersistentMap};
+/// use persistx_collections::{Database, PersistentMap};
 /// let db = Database::in_memory().await?;
 /// let users: PersistentMap<u64, String> = db.map("users").await?;
 /// users.insert(7, "ada".to_string()).await?; // durable when it returns
 /// assert_eq!(users.get(&7).await?, Some("ada".to_string()));
 /// db.close().await?;
-/// # Ok::<(), persistx::Error>(()) }).unwrap();
+/// # Ok::<(), persistx_collections::Error>(()) }).unwrap();
 /// ```
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -170,7 +170,7 @@ impl DatabaseSnapshot {
     }
 
     /// A read-only view of `map` as of this snapshot.
-    pub fn map<K: Key, V: Serialize + DeserializeOwned>(
+    pub fn map<K: Key, V: Serialize + DeserializeOwned + 'static>(
         &self,
         map: &PersistentMap<K, V>,
     ) -> crate::map::MapSnapshot<K, V> {
@@ -183,7 +183,7 @@ impl DatabaseSnapshot {
     }
 
     /// A read-only view of `list` as of this snapshot.
-    pub fn list<T: Serialize + DeserializeOwned>(
+    pub fn list<T: Serialize + DeserializeOwned + 'static>(
         &self,
         list: &PersistentList<T>,
     ) -> crate::list::ListSnapshot<T> {
@@ -232,7 +232,7 @@ impl Database {
     /// # Errors
     /// `WrongCollectionType` if `name` exists with another kind, key or value type;
     /// `InvalidArgument` for an empty, overlong or reserved (`__` prefix) name.
-    pub async fn map<K: Key, V: Serialize + DeserializeOwned>(
+    pub async fn map<K: Key, V: Serialize + DeserializeOwned + 'static>(
         &self,
         name: &str,
     ) -> Result<PersistentMap<K, V>> {
@@ -245,7 +245,7 @@ impl Database {
     }
 
     /// Opens the list `name`, creating it if needed.
-    pub async fn list<T: Serialize + DeserializeOwned>(
+    pub async fn list<T: Serialize + DeserializeOwned + 'static>(
         &self,
         name: &str,
     ) -> Result<PersistentList<T>> {

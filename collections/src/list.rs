@@ -21,15 +21,15 @@ use crate::value;
 ///
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
-/// let db = persistx::Database::in_memory().await?;
-/// let l: persistx::PersistentList<String> = db.list("todo").await?;
+/// let db = persistx_collections::Database::in_memory().await?;
+/// let l: persistx_collections::PersistentList<String> = db.list("todo").await?;
 /// l.push_back("b".into()).await?;
 /// l.push_front("a".into()).await?;
 /// l.insert(1, "between".into()).await?;
 /// assert_eq!(l.get(1).await?, Some("between".to_string()));
 /// assert_eq!(l.pop_back().await?, Some("b".to_string()));
 /// assert_eq!(l.len(), 2);
-/// # Ok::<(), persistx::Error>(()) }).unwrap();
+/// # Ok::<(), persistx_collections::Error>(()) }).unwrap();
 /// ```
 pub struct PersistentList<T> {
     coll: Collection,
@@ -80,11 +80,11 @@ impl<T> std::fmt::Debug for ListSnapshot<T> {
     }
 }
 
-fn decode<T: DeserializeOwned>(name: &str, b: &[u8]) -> Result<T> {
+fn decode<T: DeserializeOwned + 'static>(name: &str, b: &[u8]) -> Result<T> {
     Ok(value::decode::<T>(b).map_err(|e| value_err(name, e))?.0)
 }
 
-impl<T: DeserializeOwned> ListSnapshot<T> {
+impl<T: DeserializeOwned + 'static> ListSnapshot<T> {
     /// Elements.
     pub fn len(&self) -> u64 {
         self.snap.len()
@@ -168,7 +168,7 @@ fn annotate(_name: &str, e: Error) -> Error {
     e
 }
 
-impl<T: Serialize + DeserializeOwned> PersistentList<T> {
+impl<T: Serialize + DeserializeOwned + 'static> PersistentList<T> {
     pub(crate) async fn open(db: &Database, name: &str) -> Result<Self> {
         let coll = db
             .collection(name, Kind::List, "u64", std::any::type_name::<T>())

@@ -29,14 +29,14 @@ use crate::value;
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 /// use futures::TryStreamExt;
-/// let db = persistx::Database::in_memory().await?;
-/// let m: persistx::PersistentMap<(String, u32), Vec<u8>> = db.map("files").await?;
+/// let db = persistx_collections::Database::in_memory().await?;
+/// let m: persistx_collections::PersistentMap<(String, u32), Vec<u8>> = db.map("files").await?;
 /// m.insert(("a".into(), 1), vec![1, 2, 3]).await?;
 /// m.insert(("a".into(), 2), vec![4]).await?;
 /// m.insert(("b".into(), 1), vec![]).await?;
 /// let a: Vec<_> = m.range(("a".to_string(), 0)..("b".to_string(), 0)).try_collect().await?;
 /// assert_eq!(a.len(), 2);
-/// # Ok::<(), persistx::Error>(()) }).unwrap();
+/// # Ok::<(), persistx_collections::Error>(()) }).unwrap();
 /// ```
 pub struct PersistentMap<K, V> {
     coll: Collection,
@@ -88,7 +88,7 @@ impl<K, V> std::fmt::Debug for MapSnapshot<K, V> {
     }
 }
 
-pub(crate) fn decode_entry<K: Key, V: DeserializeOwned>(
+pub(crate) fn decode_entry<K: Key, V: DeserializeOwned + 'static>(
     name: &str,
     k: &[u8],
     v: &[u8],
@@ -98,7 +98,7 @@ pub(crate) fn decode_entry<K: Key, V: DeserializeOwned>(
     Ok((key, val))
 }
 
-impl<K: Key, V: DeserializeOwned> MapSnapshot<K, V> {
+impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
     /// Entries.
     pub fn len(&self) -> u64 {
         self.snap.len()
@@ -111,12 +111,12 @@ impl<K: Key, V: DeserializeOwned> MapSnapshot<K, V> {
 
     /// The value of `key`.
     pub async fn get(&self, key: &K) -> Result<Option<V>> {
-        match self.snap.get(&key::encode(key)).await? {
-            Some(v) => Ok(Some(
-                value::decode::<V>(&v)
-                    .map_err(|e| value_err(&self.name, e))?
-                    .0,
-            )),
+        match self
+            .snap
+            .get_with(&key::encode(key), |b| value::decode::<V>(b))
+            .await?
+        {
+            Some(r) => Ok(Some(r.map_err(|e| value_err(&self.name, e))?.0)),
             None => Ok(None),
         }
     }
@@ -203,7 +203,7 @@ impl<K: Key, V: DeserializeOwned> MapSnapshot<K, V> {
     }
 }
 
-fn old_value<V: DeserializeOwned>(name: &str, r: Option<OpResult>) -> Result<Option<V>> {
+fn old_value<V: DeserializeOwned + 'static>(name: &str, r: Option<OpResult>) -> Result<Option<V>> {
     match r {
         Some(OpResult::Old(Some(b))) => Ok(Some(
             value::decode::<V>(&b).map_err(|e| value_err(name, e))?.0,
@@ -212,7 +212,7 @@ fn old_value<V: DeserializeOwned>(name: &str, r: Option<OpResult>) -> Result<Opt
     }
 }
 
-impl<K: Key, V: Serialize + DeserializeOwned> PersistentMap<K, V> {
+impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
     pub(crate) async fn open(db: &Database, name: &str) -> Result<Self> {
         let coll = db
             .collection(

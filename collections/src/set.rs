@@ -19,14 +19,14 @@ use crate::scan;
 /// ```
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 /// use futures::TryStreamExt;
-/// let db = persistx::Database::in_memory().await?;
-/// let a: persistx::PersistentSet<u32> = db.set("a").await?;
-/// let b: persistx::PersistentSet<u32> = db.set("b").await?;
+/// let db = persistx_collections::Database::in_memory().await?;
+/// let a: persistx_collections::PersistentSet<u32> = db.set("a").await?;
+/// let b: persistx_collections::PersistentSet<u32> = db.set("b").await?;
 /// for i in [1, 2, 3] { a.insert(i).await?; }
 /// for i in [2, 3, 4] { b.insert(i).await?; }
 /// let both: Vec<u32> = a.intersection(&b).try_collect().await?;
 /// assert_eq!(both, vec![2, 3]);
-/// # Ok::<(), persistx::Error>(()) }).unwrap();
+/// # Ok::<(), persistx_collections::Error>(()) }).unwrap();
 /// ```
 pub struct PersistentSet<T> {
     coll: Collection,

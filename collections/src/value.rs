@@ -146,9 +146,20 @@ pub fn encode<T: Serialize>(value: &T, codec: Codec, version: u16) -> Result<Vec
 }
 
 /// A decoded value and the schema version it was written with (`None` for raw values).
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Option<u16>), ValueError> {
+pub fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<(T, Option<u16>), ValueError> {
     let (&id, rest) = bytes.split_first().ok_or(ValueError::Truncated)?;
     if id == RAW {
+        // The common blob types in one copy instead of serde's byte-by-byte sequence.
+        let mut out: Option<T> = None;
+        let any: &mut dyn std::any::Any = &mut out;
+        if let Some(v) = any.downcast_mut::<Option<Vec<u8>>>() {
+            *v = Some(rest.to_vec());
+        } else if let Some(v) = any.downcast_mut::<Option<bytes::Bytes>>() {
+            *v = Some(bytes::Bytes::copy_from_slice(rest));
+        }
+        if let Some(v) = out {
+            return Ok((v, None));
+        }
         let de = serde::de::value::SeqDeserializer::<_, serde::de::value::Error>::new(
             rest.iter().copied(),
         );

@@ -57,6 +57,37 @@ const SHARDS_MAX: usize = 16;
 /// shard's clock has enough entries to choose from (64 pages of 4 KiB, 4 of 64 KiB).
 const SHARD_BUDGET_MIN_BYTES: usize = 256 * 1024;
 
+/// Hashes page ids for a shard's map: one multiply (SipHash costs more than the whole
+/// lookup otherwise; page ids are not attacker-chosen keys).
+#[derive(Debug, Clone, Copy, Default)]
+struct BuildPageHasher;
+
+/// The hasher of [`BuildPageHasher`].
+#[derive(Debug, Default)]
+struct PageHasher(u64);
+
+impl std::hash::BuildHasher for BuildPageHasher {
+    type Hasher = PageHasher;
+    fn build_hasher(&self) -> PageHasher {
+        PageHasher(0)
+    }
+}
+
+impl std::hash::Hasher for PageHasher {
+    fn finish(&self) -> u64 {
+        // The high bits pick the bucket group in hashbrown; mix them in.
+        self.0.wrapping_mul(HASH_MULTIPLIER).rotate_left(26)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// Fibonacci hashing multiplier (2^64 / golden ratio): spreads consecutive page ids across
 /// shards.
 const HASH_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -127,7 +158,7 @@ struct Slot<V> {
 /// `ring[i]` holds page `p`; `free` lists exactly the empty slots of `ring`; `bytes` is the
 /// sum of the charges in `ring`; `hand < ring.len()` or `hand == 0`.
 struct Shard<V> {
-    index: HashMap<u64, usize>,
+    index: HashMap<u64, usize, BuildPageHasher>,
     ring: Vec<Option<Slot<V>>>,
     /// Empty slots of `ring`, most recently freed last.
     free: Vec<usize>,
@@ -138,7 +169,7 @@ struct Shard<V> {
 impl<V> Shard<V> {
     fn new() -> Self {
         Shard {
-            index: HashMap::new(),
+            index: HashMap::with_hasher(BuildPageHasher),
             ring: Vec::new(),
             free: Vec::new(),
             hand: 0,

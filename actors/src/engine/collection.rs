@@ -77,6 +77,9 @@ pub struct Version {
     pub seq: u64,
     /// Keeps pages this version may read from being reused.
     pub(crate) _epoch: Arc<Epoch>,
+    /// The decoded root node, kept once a reader loaded it (the root is read by every
+    /// lookup; this spares the buffer pool's hottest entry).
+    pub(crate) pinned: std::sync::OnceLock<Arc<tree::Node>>,
 }
 
 /// A change requested of a collection.
@@ -604,6 +607,7 @@ impl CollActor {
                         lsn,
                         seq,
                         _epoch: epoch,
+                        pinned: Default::default(),
                     }));
                     for (reply, r) in answered {
                         reply.send(Ok(r));
@@ -683,10 +687,6 @@ impl CollActor {
             Ok(())
         }
         .await;
-        let mut results = vec![OpResult::Done; sorted_results.len()];
-        for (r, &i) in sorted_results.into_iter().zip(&order) {
-            results[i] = r;
-        }
         if let Err(e) = outcome {
             self.working = saved.0;
             self.freed.truncate(saved.1);
@@ -699,12 +699,18 @@ impl CollActor {
             }
             return Err(e);
         }
+        // Every op answered (a failure above leaves `sorted_results` short of `order`).
+        let mut results = vec![OpResult::Done; sorted_results.len()];
+        for (r, &i) in sorted_results.into_iter().zip(&order) {
+            results[i] = r;
+        }
         self.seq += 1;
         let version = Arc::new(Version {
             root: self.working.clone(),
             lsn: 0,
             seq: self.seq,
             _epoch: self.engine.epoch.load_full(),
+            pinned: Default::default(),
         });
         let freed: Vec<(u64, u64)> = {
             let seq = self.seq;
@@ -725,6 +731,7 @@ impl CollActor {
                     lsn,
                     seq: self.seq,
                     _epoch: epoch,
+                    pinned: Default::default(),
                 };
                 self.shared.publish(Arc::new(v));
                 Ok(results)
@@ -774,8 +781,9 @@ impl CollActor {
         let before = self.dirty;
         self.dirty = tree::dirty_nodes(&self.working);
         self.engine.sub_dirty(before.saturating_sub(self.dirty));
-        // Written pages the working tree no longer uses: free from the next version on.
-        let tag = self.seq + 1;
+        // Written pages the working tree no longer uses: the working tree is version
+        // `self.seq`, so free from that version on.
+        let tag = self.seq;
         for run in tree::unreached(map, &hit) {
             self.freed.push((tag, run));
         }
@@ -788,6 +796,7 @@ impl CollActor {
             lsn: cur.lsn,
             seq: cur.seq,
             _epoch: self.engine.epoch.load_full(),
+            pinned: Default::default(),
         });
         self.shared.published.rcu(|now| {
             if now.seq == v.seq {
@@ -874,6 +883,12 @@ impl Actor for CollActor {
                 let _ = release.await;
             }
             CollMsg::Swizzle { map, reply } => {
+                // Versions still waiting for the log hold the tree as it was before the
+                // swizzle; published later they would bring back nodes the checkpoint wrote,
+                // which the next one would write again (leaking the first pages). Once
+                // they are published the published version is the working tree, and both
+                // are swizzled.
+                self.shared.wait_idle().await;
                 self.swizzle(&map);
                 reply.send(());
             }

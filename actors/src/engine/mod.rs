@@ -447,17 +447,52 @@ impl Snapshot {
         self.version.lsn
     }
 
+    /// The root for reading: a clean root is resolved once per version and then followed
+    /// like an in-memory node.
+    async fn read_root(&self) -> Result<Child> {
+        let root = &self.version.root;
+        match &root.ptr {
+            Ptr::Dirty(_) => Ok(root.clone()),
+            Ptr::Clean(page) => {
+                let node = match self.version.pinned.get() {
+                    Some(n) => n.clone(),
+                    None => {
+                        let n = self.pages.node(*page).await?;
+                        let _ = self.version.pinned.set(n.clone());
+                        n
+                    }
+                };
+                Ok(Child {
+                    ptr: Ptr::Dirty(node),
+                    count: root.count,
+                })
+            }
+        }
+    }
+
     /// The value of `key`.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        match tree::get(&*self.pages, &self.version.root, key).await? {
+        let root = self.read_root().await?;
+        match tree::get(&*self.pages, &root, key).await? {
             Some(v) => Ok(Some(tree::value_bytes(&*self.pages, &v).await?)),
             None => Ok(None),
         }
     }
 
+    /// Looks `key` up and hands its value's bytes to `f` (no copy for values in a leaf).
+    pub async fn get_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R + Send,
+    ) -> Result<Option<R>> {
+        let root = self.read_root().await?;
+        tree::get_with(&*self.pages, &root, key, f).await
+    }
+
     /// The entry at position `index`.
     pub async fn nth(&self, index: u64) -> Result<Option<(Bytes, Bytes)>> {
-        match tree::nth(&*self.pages, &self.version.root, index).await? {
+        let root = self.read_root().await?;
+        match tree::nth(&*self.pages, &root, index).await? {
             Some((k, v)) => Ok(Some((k, tree::value_bytes(&*self.pages, &v).await?))),
             None => Ok(None),
         }
@@ -465,7 +500,8 @@ impl Snapshot {
 
     /// Number of keys below `key`.
     pub async fn rank(&self, key: &[u8]) -> Result<u64> {
-        tree::rank(&*self.pages, &self.version.root, key).await
+        let root = self.read_root().await?;
+        tree::rank(&*self.pages, &root, key).await
     }
 
     /// A cursor at the lower bound (for iterating forward) or after the upper bound (for
@@ -475,10 +511,11 @@ impl Snapshot {
         bound: std::ops::Bound<&[u8]>,
         forward: bool,
     ) -> Result<tree::Cursor> {
+        let root = self.read_root().await?;
         if forward {
-            tree::Cursor::lower(&*self.pages, &self.version.root, bound).await
+            tree::Cursor::lower(&*self.pages, &root, bound).await
         } else {
-            tree::Cursor::upper(&*self.pages, &self.version.root, bound).await
+            tree::Cursor::upper(&*self.pages, &root, bound).await
         }
     }
 
@@ -971,6 +1008,7 @@ impl Engine {
                     lsn: c.lsn,
                     seq: 0,
                     _epoch: epoch.clone(),
+                    pinned: Default::default(),
                 };
                 let entry =
                     spawn_collection(&inner, c.info.clone(), version, c.root, c.freed, dirty);
@@ -1050,6 +1088,7 @@ impl Engine {
             lsn,
             seq: 0,
             _epoch: self.inner.epoch.load_full(),
+            pinned: Default::default(),
         };
         let entry = spawn_collection(&self.inner, info, version, root, Vec::new(), 1);
         let c = Collection {
@@ -1259,9 +1298,6 @@ impl Engine {
             }
         }
         covered += held_only.len() as u64;
-        if std::env::var("PX_DEBUG").is_ok() {
-            eprintln!("DEBUG used {used:?}\nheld {held:?}\nend {end}");
-        }
         report.pages = end;
         report.free_pages = free.iter().map(|(_, n)| n).sum();
         report.leaked_pages = end.saturating_sub(2).saturating_sub(covered);

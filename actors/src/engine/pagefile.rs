@@ -212,8 +212,9 @@ impl PageSource for PageFile {
         }
         let (h, buf, at) = self.read_page(page).await?;
         let offset = page * self.limits.page_size as u64;
-        let node = crate::tree::node::decode_node(h.kind, &buf, at, h.payload_len as usize)
+        let mut node = crate::tree::node::decode_node(h.kind, &buf, at, h.payload_len as usize)
             .map_err(|e| corrupt(&self.path, offset, e))?;
+        node.index();
         let node = Arc::new(node);
         self.cache(page, node.clone());
         Ok(node)

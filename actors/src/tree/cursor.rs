@@ -55,10 +55,10 @@ impl Cursor {
                     let gap = match bound {
                         Bound::Unbounded if lower => 0,
                         Bound::Unbounded => l.keys.len(),
-                        Bound::Included(k) if lower => l.keys.partition_point(|x| x.as_ref() < k),
-                        Bound::Included(k) => l.keys.partition_point(|x| x.as_ref() <= k),
-                        Bound::Excluded(k) if lower => l.keys.partition_point(|x| x.as_ref() <= k),
-                        Bound::Excluded(k) => l.keys.partition_point(|x| x.as_ref() < k),
+                        Bound::Included(k) if lower => l.rank(k, false),
+                        Bound::Included(k) => l.rank(k, true),
+                        Bound::Excluded(k) if lower => l.rank(k, true),
+                        Bound::Excluded(k) => l.rank(k, false),
                     };
                     return Ok(Cursor {
                         path,

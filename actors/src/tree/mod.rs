@@ -88,7 +88,7 @@ impl<'a> WriteCtx<'a> {
 
 /// Index of the child of `int` that holds `key`.
 fn child_index(int: &Interior, key: &[u8]) -> usize {
-    int.seps.partition_point(|s| s.as_ref() <= key)
+    int.child_for(key)
 }
 
 /// Makes `child` dirty and returns its node for changing (copied if a snapshot shares it).
@@ -100,7 +100,11 @@ async fn make_dirty<'c>(ctx: &mut WriteCtx<'_>, child: &'c mut Child) -> Result<
         child.ptr = Ptr::Dirty(node);
     }
     match &mut child.ptr {
-        Ptr::Dirty(arc) => Ok(Arc::make_mut(arc)),
+        Ptr::Dirty(arc) => {
+            let node = Arc::make_mut(arc);
+            node.changed();
+            Ok(node)
+        }
         Ptr::Clean(_) => unreachable!("made dirty above"),
     }
 }
@@ -111,11 +115,40 @@ pub async fn get(src: &dyn PageSource, root: &Child, key: &[u8]) -> Result<Optio
     loop {
         let next = match &*node {
             Node::Leaf(l) => {
-                return Ok(match l.keys.binary_search_by(|k| k.as_ref().cmp(key)) {
+                return Ok(match l.find(key) {
                     Ok(i) => Some(l.vals[i].clone()),
                     Err(_) => None,
                 });
             }
+            Node::Interior(int) => int.children[child_index(int, key)].ptr.clone(),
+        };
+        node = load(src, &next).await?;
+    }
+}
+
+/// Looks `key` up and hands its value's bytes to `f` without copying them (an overflow
+/// value is read first).
+pub async fn get_with<R>(
+    src: &dyn PageSource,
+    root: &Child,
+    key: &[u8],
+    f: impl FnOnce(&[u8]) -> R + Send,
+) -> Result<Option<R>> {
+    let mut node = load(src, &root.ptr).await?;
+    loop {
+        let next = match &*node {
+            Node::Leaf(l) => match l.find(key) {
+                Ok(i) => match &l.vals[i] {
+                    Val::Inline(b) => return Ok(Some(f(b))),
+                    Val::Overflow { len, first_page } => {
+                        let (len, first_page) = (*len, *first_page);
+                        drop(node);
+                        let bytes = src.overflow(first_page, len).await?;
+                        return Ok(Some(f(&bytes)));
+                    }
+                },
+                Err(_) => return Ok(None),
+            },
             Node::Interior(int) => int.children[child_index(int, key)].ptr.clone(),
         };
         node = load(src, &next).await?;
@@ -164,7 +197,7 @@ pub async fn rank(src: &dyn PageSource, root: &Child, key: &[u8]) -> Result<u64>
     loop {
         let next = match &*node {
             Node::Leaf(l) => {
-                return Ok(before + l.keys.partition_point(|k| k.as_ref() < key) as u64);
+                return Ok(before + l.rank(key, false) as u64);
             }
             Node::Interior(int) => {
                 let i = child_index(int, key);
@@ -222,6 +255,7 @@ fn split(node: &mut Node, hint: usize, limits: &TreeLimits) -> (Bytes, Node) {
             let right = Leaf {
                 keys: l.keys.split_off(k),
                 vals: l.vals.split_off(k),
+                prefix: None,
             };
             (right.keys[0].clone(), Node::Leaf(right))
         }
@@ -246,6 +280,7 @@ fn split(node: &mut Node, hint: usize, limits: &TreeLimits) -> (Bytes, Node) {
                 Node::Interior(Interior {
                     children: right_children,
                     seps: right_seps,
+                    prefix: None,
                 }),
             )
         }
@@ -336,6 +371,7 @@ pub async fn insert(
                     right,
                 ],
                 seps: vec![sep],
+                prefix: None,
             }))),
             count: total,
         };
@@ -684,6 +720,7 @@ pub fn flush(
                     Node::Leaf(Leaf {
                         keys: l.keys.clone(),
                         vals,
+                        prefix: None,
                     })
                 }
                 Node::Interior(int) => {
@@ -698,9 +735,12 @@ pub fn flush(
                     Node::Interior(Interior {
                         children,
                         seps: int.seps.clone(),
+                        prefix: None,
                     })
                 }
             };
+            let mut clean = clean;
+            clean.index();
             let page = alloc(1);
             let mut payload = Vec::with_capacity(limits.capacity);
             let kind = node::encode_node(&clean, &mut payload);

@@ -73,6 +73,10 @@ pub struct Leaf {
     pub keys: Vec<Bytes>,
     /// One value per key.
     pub vals: Vec<Val>,
+    /// The first 8 bytes of each key as a big-endian number, for searches that touch few
+    /// cache lines; built for nodes read from disk, dropped when the node is changed
+    /// ([`Node::changed`]).
+    pub prefix: Option<Box<[u64]>>,
 }
 
 /// An interior node: children and the separators between them. Child `i` holds the keys
@@ -83,6 +87,70 @@ pub struct Interior {
     pub children: Vec<Child>,
     /// `children.len() - 1` strictly increasing separators.
     pub seps: Vec<Bytes>,
+    /// Separator prefixes, as [`Leaf::prefix`].
+    pub prefix: Option<Box<[u64]>>,
+}
+
+/// The first 8 bytes of `key` as a big-endian number (zero padded): `prefix(a) <
+/// prefix(b)` implies `a < b`; equal prefixes need the full comparison.
+#[inline]
+pub fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
+fn prefixes(keys: &[Bytes]) -> Box<[u64]> {
+    keys.iter().map(|k| key_prefix(k)).collect()
+}
+
+/// Number of `keys` that are `< key` (`inclusive`: `<= key`), using `prefix` when present.
+#[inline]
+fn count_below(keys: &[Bytes], prefix: Option<&[u64]>, key: &[u8], inclusive: bool) -> usize {
+    let below = |k: &Bytes| {
+        if inclusive {
+            k.as_ref() <= key
+        } else {
+            k.as_ref() < key
+        }
+    };
+    match prefix {
+        Some(p) if p.len() == keys.len() => {
+            let kp = key_prefix(key);
+            let lo = p.partition_point(|x| *x < kp);
+            let hi = lo + p[lo..].partition_point(|x| *x == kp);
+            lo + keys[lo..hi].partition_point(below)
+        }
+        _ => keys.partition_point(below),
+    }
+}
+
+impl Leaf {
+    /// `Ok(i)` if `keys[i] == key`, else `Err(i)`: where it would go.
+    #[inline]
+    pub fn find(&self, key: &[u8]) -> Result<usize, usize> {
+        let i = count_below(&self.keys, self.prefix.as_deref(), key, false);
+        if self.keys.get(i).is_some_and(|k| k.as_ref() == key) {
+            Ok(i)
+        } else {
+            Err(i)
+        }
+    }
+
+    /// Number of keys `< key` (or `<= key` if `inclusive`).
+    #[inline]
+    pub fn rank(&self, key: &[u8], inclusive: bool) -> usize {
+        count_below(&self.keys, self.prefix.as_deref(), key, inclusive)
+    }
+}
+
+impl Interior {
+    /// Index of the child whose range holds `key`.
+    #[inline]
+    pub fn child_for(&self, key: &[u8]) -> usize {
+        count_below(&self.seps, self.prefix.as_deref(), key, true)
+    }
 }
 
 /// A B+tree node.
@@ -95,6 +163,24 @@ pub enum Node {
 }
 
 impl Node {
+    /// Drops the search prefixes: called whenever the node is about to change.
+    #[inline]
+    pub fn changed(&mut self) {
+        match self {
+            Node::Leaf(l) => l.prefix = None,
+            Node::Interior(i) => i.prefix = None,
+        }
+    }
+
+    /// Builds the search prefixes (for a node that will not change: read from disk, or
+    /// written by a checkpoint).
+    pub fn index(&mut self) {
+        match self {
+            Node::Leaf(l) => l.prefix = Some(prefixes(&l.keys)),
+            Node::Interior(i) => i.prefix = Some(prefixes(&i.seps)),
+        }
+    }
+
     /// Entries in this node's subtree.
     pub fn count(&self) -> u64 {
         match self {
@@ -196,6 +282,7 @@ pub fn decode_node(
             let mut leaf = Leaf {
                 keys: Vec::with_capacity(entries.len()),
                 vals: Vec::with_capacity(entries.len()),
+                prefix: None,
             };
             for e in entries {
                 leaf.keys.push(slice_of(e.key));
@@ -225,6 +312,7 @@ pub fn decode_node(
                     })
                     .collect(),
                 seps: seps.into_iter().map(slice_of).collect(),
+                prefix: None,
             }))
         }
         other => Err(FormatError::InvalidField {

@@ -61,7 +61,9 @@ pub struct PersistxSession<'e> {
 
 impl Session for PersistxSession<'_> {
     fn insert_one_durable(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.e.rt.block_on(self.e.map.insert(key.to_vec(), value.to_vec()))?;
+        self.e
+            .rt
+            .block_on(self.e.map.insert(key.to_vec(), value.to_vec()))?;
         Ok(())
     }
 
@@ -81,7 +83,12 @@ impl Session for PersistxSession<'_> {
         }
     }
 
-    fn range(&mut self, start: &[u8], limit: usize, out: &mut Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    fn range(
+        &mut self,
+        start: &[u8],
+        limit: usize,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
         out.clear();
         let stream = self.e.map.range(start.to_vec()..).take(limit);
         let got: Vec<persistx::Result<(Vec<u8>, Vec<u8>)>> = self.e.rt.block_on(stream.collect());
