@@ -223,6 +223,10 @@ impl File for PortableFile {
         &self.path
     }
 
+    fn try_read_cached(&self, offset: u64, len: usize) -> Option<Bytes> {
+        crate::vfs::read_nowait(&self.file, offset, len)
+    }
+
     async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
         self.run(move |f, p| read_full(f, p, offset, len)).await
     }

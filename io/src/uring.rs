@@ -338,13 +338,16 @@ mod linux {
                 .call(path, |reply| Request::Open {
                     path: p,
                     mode,
-                    dup: writer.is_some(),
+                    // A second handle: the direct writer's for a durable file, else ours
+                    // for reads served from the page cache without the driver.
+                    dup: writer.is_some() || mode != OpenMode::DirectDurable,
                     reply,
                 })
                 .await?;
-            let direct = match (writer, dup) {
-                (Some(writer), Some(dup)) => writer.register(dup).await,
-                _ => None,
+            let (direct, cached) = match (writer, dup) {
+                (Some(writer), Some(dup)) => (writer.register(dup).await, None),
+                (None, Some(dup)) => (None, Some(dup)),
+                _ => (None, None),
             };
             Ok(Arc::new(UringFile {
                 id,
@@ -352,6 +355,7 @@ mod linux {
                 tx: self.tx.clone(),
                 close_tx: self.close_tx.clone(),
                 direct,
+                cached,
             }))
         }
 
@@ -423,6 +427,8 @@ mod linux {
         /// For a [`OpenMode::DirectDurable`] file, its registration with the direct writer,
         /// which then performs its writes (everything else still goes to the driver).
         direct: Option<DirectFile>,
+        /// A duplicate handle for `RWF_NOWAIT` reads on the caller's thread.
+        cached: Option<std::fs::File>,
     }
 
     impl UringFile {
@@ -450,6 +456,10 @@ mod linux {
     impl File for UringFile {
         fn path(&self) -> &Path {
             &self.path
+        }
+
+        fn try_read_cached(&self, offset: u64, len: usize) -> Option<Bytes> {
+            crate::vfs::read_nowait(self.cached.as_ref()?, offset, len)
         }
 
         async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {

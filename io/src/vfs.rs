@@ -202,6 +202,13 @@ pub trait File: Send + Sync + Debug + 'static {
     fn path(&self) -> &Path;
     /// Reads up to `len` bytes at `offset`; fewer only at the end of the file.
     async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes>;
+    /// Reads `len` bytes at `offset` on the calling thread if the OS has them in memory,
+    /// never waiting for the disk (`preadv2` with `RWF_NOWAIT`). `None` when the read would
+    /// wait, comes up short, fails, or the backend cannot tell: the caller then uses
+    /// [`File::read_at`], which also reports errors.
+    fn try_read_cached(&self, _offset: u64, _len: usize) -> Option<Bytes> {
+        None
+    }
     /// Writes all of `data` at `offset`, extending the file if needed.
     async fn write_at(&self, offset: u64, data: Bytes) -> Result<()>;
     /// Writes several buffers; backends that can submit them together do so.
@@ -226,6 +233,32 @@ pub trait File: Send + Sync + Debug + 'static {
     async fn len(&self) -> Result<u64>;
     /// Truncates or extends (with zeros) the file.
     async fn set_len(&self, len: u64) -> Result<()>;
+}
+
+/// `preadv2(RWF_NOWAIT)` of exactly `len` bytes: the bytes if the page cache had them all.
+#[cfg(target_os = "linux")]
+pub(crate) fn read_nowait(file: &std::fs::File, offset: u64, len: usize) -> Option<Bytes> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let mut slices = [std::io::IoSliceMut::new(&mut buf[done..])];
+        match rustix::io::preadv2(
+            file,
+            &mut slices,
+            offset + done as u64,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => done += n,
+        }
+    }
+    Some(Bytes::from(buf))
+}
+
+/// Without `RWF_NOWAIT`: never served from the calling thread.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn read_nowait(_file: &std::fs::File, _offset: u64, _len: usize) -> Option<Bytes> {
+    None
 }
 
 /// The parent directory of a path, or `.` for a bare file name.

@@ -252,6 +252,30 @@ async fn write_and_sync(vfs: Arc<dyn Vfs>, base: PathBuf) {
     assert_eq!(r.read_at(0, 200).await.expect("read"), pattern(0, 200));
 }
 
+async fn cached_reads_are_exact_or_absent(vfs: Arc<dyn Vfs>, base: PathBuf) {
+    let path = base.join("cached");
+    let f = open_rw(&vfs, &path).await;
+    let data = pattern(7, 3 * 4096);
+    f.write_and_sync(0, data.clone()).await.expect("write");
+    let mut served = 0;
+    for (offset, len) in [(0u64, 4096usize), (4096, 4096), (100, 5000), (8192, 4096)] {
+        // Exactly the bytes, or nothing (then read_at serves it).
+        if let Some(b) = f.try_read_cached(offset, len) {
+            assert_eq!(b, data.slice(offset as usize..offset as usize + len));
+            served += 1;
+        }
+        assert_eq!(
+            f.read_at(offset, len).await.expect("read"),
+            data.slice(offset as usize..offset as usize + len)
+        );
+    }
+    // Past the end: never a short answer.
+    assert!(f.try_read_cached(3 * 4096 - 10, 4096).is_none());
+    if vfs.name() != "memory" {
+        assert!(served > 0, "just-written pages are in the page cache");
+    }
+}
+
 async fn direct_durable_writes(vfs: Arc<dyn Vfs>, base: PathBuf) {
     use persistx_io::vfs::DIRECT_ALIGN;
     let path = base.join("direct");
@@ -489,6 +513,11 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn write_and_sync() {
                 run($setup, super::write_and_sync).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cached_reads_are_exact_or_absent() {
+                run($setup, super::cached_reads_are_exact_or_absent).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1222,14 +1222,15 @@ impl Engine {
         // checkpoint still references them, the next one frees them.
         let mut held: Vec<(u64, u64)> = Vec::new();
         for (name, shared, actor) in entries {
-            // Asked first: the runs freed by every write the version below may reflect.
-            if let Ok(runs) = actor.ask(|reply| CollMsg::Held { reply }).await {
-                held.extend(runs);
-            }
             let snap = Snapshot {
                 version: shared.published.load_full(),
                 pages: self.inner.pages.clone(),
             };
+            // Asked after the version is taken: every write it reflects has its freed runs
+            // in the answer (runs of later writes are pages the version still uses).
+            if let Ok(runs) = actor.ask(|reply| CollMsg::Held { reply }).await {
+                held.extend(runs);
+            }
             let stats = snap.verify().await?;
             for &(p, n) in &stats.pages {
                 used.push((p, n, name.clone()));

@@ -118,7 +118,10 @@ impl PageFile {
                 what: format!("reference to page {page}, outside the file's pages"),
             });
         }
-        let buf = self.file.read_at(offset, ps as usize).await?;
+        let buf = match self.file.try_read_cached(offset, ps as usize) {
+            Some(b) => b,
+            None => self.file.read_at(offset, ps as usize).await?,
+        };
         self.reads.fetch_add(1, Ordering::Relaxed);
         let (h, payload) = decode_page(&buf, page).map_err(|e| corrupt(&self.path, offset, e))?;
         let at = payload.as_ptr() as usize - buf.as_ptr() as usize;
