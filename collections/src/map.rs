@@ -304,12 +304,22 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
     /// Inserts every pair in one atomic commit (all or none survive a crash). Large
     /// batches (over 16 MiB) are written through a checkpoint instead of the log.
     pub async fn insert_many(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        // Keys and values are packed into shared 64 KiB buffers: two allocations per pair
+        // would fragment the heap of a large load.
         let mut ops = Vec::new();
+        let mut buf = bytes::BytesMut::new();
         for (k, v) in pairs {
-            ops.push(Op::Put(
-                Bytes::from(key::encode(&k)),
-                self.encode_value(&v)?,
-            ));
+            let key = key::encode(&k);
+            let val = value::encode(&v, self.format.codec, self.format.version)
+                .map_err(|e| value_err(self.name(), e))?;
+            if buf.capacity() - buf.len() < key.len() + val.len() {
+                buf.reserve((key.len() + val.len()).max(64 << 10));
+            }
+            buf.extend_from_slice(&key);
+            let kb = buf.split().freeze();
+            buf.extend_from_slice(&val);
+            let vb = buf.split().freeze();
+            ops.push(Op::Set(kb, vb));
         }
         if ops.is_empty() {
             return Ok(());
@@ -325,14 +335,14 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
     {
         let ops: Vec<Op> = keys
             .into_iter()
-            .map(|k| Op::Delete(Bytes::from(key::encode(k))))
+            .map(|k| Op::Unset(Bytes::from(key::encode(k))))
             .collect();
         if ops.is_empty() {
             return Ok(0);
         }
         let r = self.coll.write(ops).await?;
         Ok(r.iter()
-            .filter(|r| matches!(r, OpResult::Old(Some(_))))
+            .filter(|r| matches!(r, OpResult::Existed(true)))
             .count() as u64)
     }
 

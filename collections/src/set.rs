@@ -259,25 +259,25 @@ impl<T: Key> PersistentSet<T> {
     pub async fn insert(&self, item: T) -> Result<bool> {
         let r = self
             .coll
-            .write(vec![Op::Put(Bytes::from(key::encode(&item)), Bytes::new())])
+            .write(vec![Op::Set(Bytes::from(key::encode(&item)), Bytes::new())])
             .await?;
-        Ok(matches!(r.first(), Some(OpResult::Old(None))))
+        Ok(matches!(r.first(), Some(OpResult::Existed(false))))
     }
 
     /// Removes `item`; true if it was a member.
     pub async fn remove(&self, item: &T) -> Result<bool> {
         let r = self
             .coll
-            .write(vec![Op::Delete(Bytes::from(key::encode(item)))])
+            .write(vec![Op::Unset(Bytes::from(key::encode(item)))])
             .await?;
-        Ok(matches!(r.first(), Some(OpResult::Old(Some(_)))))
+        Ok(matches!(r.first(), Some(OpResult::Existed(true))))
     }
 
     /// Adds every item in one atomic commit.
     pub async fn insert_many(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
         let ops: Vec<Op> = items
             .into_iter()
-            .map(|i| Op::Put(Bytes::from(key::encode(&i)), Bytes::new()))
+            .map(|i| Op::Set(Bytes::from(key::encode(&i)), Bytes::new()))
             .collect();
         if !ops.is_empty() {
             self.coll.write(ops).await?;

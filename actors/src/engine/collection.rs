@@ -89,6 +89,11 @@ pub enum Op {
     Put(Bytes, Bytes),
     /// Remove; answers the old value.
     Delete(Bytes),
+    /// Insert or replace; answers only whether the key existed (no old value is read or
+    /// kept: for large batches).
+    Set(Bytes, Bytes),
+    /// Remove; answers only whether the key existed.
+    Unset(Bytes),
     /// Remove everything.
     Clear,
     /// Remove and answer the first entry.
@@ -118,6 +123,8 @@ pub enum OpResult {
     Old(Option<Bytes>),
     /// The entry removed, if any.
     Popped(Option<(Bytes, Bytes)>),
+    /// Whether the key existed before ([`Op::Set`], [`Op::Unset`]).
+    Existed(bool),
 }
 
 /// One write request: its ops, durability and where to answer.
@@ -344,6 +351,24 @@ impl CollActor {
                         Some(v) => Some(tree::value_bytes(src, &v).await?),
                         None => None,
                     })
+                }
+                Op::Set(k, v) => {
+                    let old = tree::insert(
+                        &mut ctx,
+                        &mut self.working,
+                        k.clone(),
+                        Val::Inline(v.clone()),
+                    )
+                    .await?;
+                    log.push((1, k.clone(), v.clone()));
+                    OpResult::Existed(old.is_some())
+                }
+                Op::Unset(k) => {
+                    let old = tree::remove(&mut ctx, &mut self.working, k).await?;
+                    if old.is_some() {
+                        log.push((2, k.clone(), Bytes::new()));
+                    }
+                    OpResult::Existed(old.is_some())
                 }
                 Op::Clear => {
                     if self.working.count > 0 || matches!(self.working.ptr, tree::Ptr::Clean(_)) {
@@ -641,12 +666,14 @@ impl CollActor {
         // touches its own key range, so spilled nodes are not rewritten by later chunks,
         // and an empty tree fills its leaves completely.
         let mut order: Vec<usize> = (0..ops.len()).collect();
-        if ops
-            .iter()
-            .all(|o| matches!(o, Op::Put(..) | Op::Delete(..)))
-        {
+        if ops.iter().all(|o| {
+            matches!(
+                o,
+                Op::Put(..) | Op::Delete(..) | Op::Set(..) | Op::Unset(..)
+            )
+        }) {
             let key = |o: &Op| match o {
-                Op::Put(k, _) | Op::Delete(k) => k.clone(),
+                Op::Put(k, _) | Op::Delete(k) | Op::Set(k, _) | Op::Unset(k) => k.clone(),
                 _ => Bytes::new(),
             };
             order.sort_by_cached_key(|&i| key(&ops[i]));

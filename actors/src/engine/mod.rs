@@ -302,7 +302,7 @@ impl EngineInner {
                 writes.push(PageWrite {
                     page: *id,
                     kind: KIND_CATALOG,
-                    payload,
+                    payload: Bytes::from(payload),
                 });
             }
             for (id, payload) in free_ids.iter().zip(free_pages) {
@@ -310,7 +310,7 @@ impl EngineInner {
                 writes.push(PageWrite {
                     page: *id,
                     kind: KIND_FREELIST,
-                    payload,
+                    payload: Bytes::from(payload),
                 });
             }
             (writes, cat_ids[0], free_ids[0], alloc.end(), meta_runs)
@@ -568,14 +568,18 @@ impl Collection {
         let size: usize = ops
             .iter()
             .map(|op| match op {
-                Op::Put(k, v) => k.len() + v.len() + 9,
+                Op::Put(k, v) | Op::Set(k, v) => k.len() + v.len() + 9,
                 Op::PushBack(v) | Op::PushFront(v) | Op::InsertAt(_, v) | Op::SetAt(_, v) => {
                     v.len() + 30
                 }
                 _ => 16,
             })
             .sum();
-        if size > collection::RECORD_SPLIT {
+        // Too large for one log record, or so many changes that the dirty nodes they make
+        // could pass the dirty budget before a checkpoint: the bulk path, which spills.
+        if size > collection::RECORD_SPLIT
+            || ops.len() as u64 > self.engine.inner.dirty_limit_nodes()
+        {
             // Too large for the log: applied and made durable by a checkpoint.
             let guard = self.engine.inner.ckpt.clone().lock_owned().await;
             return self
@@ -603,7 +607,7 @@ impl Collection {
         };
         for op in ops {
             match op {
-                Op::Put(k, v) => {
+                Op::Put(k, v) | Op::Set(k, v) => {
                     if k.len() > limits.max_key {
                         return Err(too("key", k.len(), limits.max_key));
                     }
@@ -611,7 +615,7 @@ impl Collection {
                         return Err(too("value", v.len(), MAX_VALUE_LEN));
                     }
                 }
-                Op::Delete(k) if k.len() > limits.max_key => {
+                Op::Delete(k) | Op::Unset(k) if k.len() > limits.max_key => {
                     return Err(too("key", k.len(), limits.max_key));
                 }
                 Op::PushBack(v) | Op::PushFront(v) | Op::InsertAt(_, v) | Op::SetAt(_, v)

@@ -608,7 +608,7 @@ pub struct PageWrite {
     /// The page kind (leaf, interior, overflow).
     pub kind: u8,
     /// The payload after the page header.
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
 }
 
 /// What [`flush`] produced.
@@ -706,7 +706,7 @@ pub fn flush(
                                     out.writes.push(PageWrite {
                                         page: first + j,
                                         kind: persistx_io::format::node::KIND_OVERFLOW,
-                                        payload,
+                                        payload: Bytes::from(payload),
                                     });
                                 }
                                 Val::Overflow {
@@ -739,15 +739,20 @@ pub fn flush(
                     })
                 }
             };
-            let mut clean = clean;
-            clean.index();
             let page = alloc(1);
             let mut payload = Vec::with_capacity(limits.capacity);
             let kind = node::encode_node(&clean, &mut payload);
+            // The node the buffer pool keeps is decoded from the bytes just encoded: its keys
+            // and values then share one page-sized buffer instead of pinning whatever
+            // buffers the writes came in.
+            let len = payload.len();
+            let bytes = Bytes::from(payload);
+            let mut clean = node::decode_node(kind, &bytes, 0, len).unwrap_or(clean);
+            clean.index();
             out.writes.push(PageWrite {
                 page,
                 kind,
-                payload,
+                payload: bytes,
             });
             out.map.insert(
                 node_id(arc),
