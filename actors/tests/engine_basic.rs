@@ -199,3 +199,57 @@ async fn list_ops_and_bulk_write() {
     assert_eq!(report.leaked_pages, 0, "{report:?}");
     db.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_writes_commit_atomically_or_roll_back() {
+    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let options = EngineOptions {
+        auto_checkpoint: false,
+        cache_bytes: 1 << 20, // a tiny budget: the parts spill
+        ..EngineOptions::default()
+    };
+    let db = Engine::open(vfs.clone(), "/db", options.clone())
+        .await
+        .unwrap();
+    let c = db.collection("m", Kind::Map, "k", "v").await.unwrap();
+    c.write(vec![Op::Put(key(0), val(0, 10))]).await.unwrap();
+    // Rolled back by drop: nothing of it is visible, the pages it spilled are free again.
+    let mut bulk = c.bulk().await.unwrap();
+    for part in 0..5u32 {
+        let ops = (part * 2000..(part + 1) * 2000)
+            .map(|i| Op::Set(key(i), val(i, 300)))
+            .collect();
+        bulk.push(ops).await.unwrap();
+    }
+    drop(bulk);
+    c.write(vec![Op::Put(key(1), val(1, 10))]).await.unwrap();
+    let s = c.snapshot();
+    assert_eq!(s.len(), 2);
+    assert_eq!(s.get(&key(0)).await.unwrap(), Some(val(0, 10)));
+    // Committed: all parts at once; a write sent meanwhile waits and lands after it.
+    let mut bulk = c.bulk().await.unwrap();
+    for part in 0..5u32 {
+        let ops = (part * 2000..(part + 1) * 2000)
+            .map(|i| Op::Set(key(i), val(i, 300)))
+            .collect();
+        bulk.push(ops).await.unwrap();
+    }
+    let c2 = c.clone();
+    let late = tokio::spawn(async move { c2.write(vec![Op::Put(key(0), val(7, 7))]).await });
+    tokio::task::yield_now().await;
+    assert_eq!(c.snapshot().len(), 2, "nothing visible before the commit");
+    bulk.commit().await.unwrap();
+    late.await.unwrap().unwrap();
+    let s = c.snapshot();
+    assert_eq!(s.len(), 10_000);
+    assert_eq!(s.get(&key(0)).await.unwrap(), Some(val(7, 7)));
+    assert_eq!(s.get(&key(9_999)).await.unwrap(), Some(val(9_999, 300)));
+    db.close().await.unwrap();
+    let db = Engine::open(vfs.clone(), "/db", options).await.unwrap();
+    let c = db.collection("m", Kind::Map, "k", "v").await.unwrap();
+    assert_eq!(c.snapshot().len(), 10_000);
+    assert_eq!(c.snapshot().get(&key(0)).await.unwrap(), Some(val(7, 7)));
+    let report = db.verify().await.unwrap();
+    assert_eq!(report.leaked_pages, 0, "{report:?}");
+    db.close().await.unwrap();
+}

@@ -77,7 +77,7 @@ impl PageSource for MemPages {
         let len = payload.len();
         let mut node = tree::node::decode_node(h.kind, &bytes, at, len).expect("valid node");
         // Half the nodes get search prefixes, so both search paths are exercised.
-        if page % 2 == 0 {
+        if page.is_multiple_of(2) {
             node.index();
         }
         Ok(Arc::new(node))

@@ -261,6 +261,13 @@ impl<R> fmt::Debug for Answer<R> {
 pub struct Reply<R>(oneshot::Sender<R>);
 
 impl<R> Reply<R> {
+    /// A reply slot not tied to an `ask`: for a message sent with `tell` whose handler
+    /// expects one; the receiver may be dropped to ignore the answer.
+    pub fn detached() -> (Reply<R>, oneshot::Receiver<R>) {
+        let (tx, rx) = oneshot::channel();
+        (Reply(tx), rx)
+    }
+
     /// Sends the answer. If the asker has gone (its `ask` future was dropped) the value is
     /// dropped silently; the message was still handled.
     pub fn send(self, value: R) {

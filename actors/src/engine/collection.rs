@@ -1,7 +1,7 @@
 //! Collection actors: each owns the working tree of one collection, applies writes at once,
 //! logs them, and publishes a new version when the log reports them durable.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -146,6 +146,21 @@ pub(crate) enum CollMsg {
         guard: OwnedMutexGuard<CkptState>,
         reply: Reply<Result<Vec<OpResult>>>,
     },
+    /// A bulk write in parts (see [`super::BulkWrite`]).
+    BulkBegin {
+        reply: Reply<Result<()>>,
+    },
+    BulkChunk {
+        ops: Vec<Op>,
+        reply: Reply<Result<Vec<OpResult>>>,
+    },
+    /// `commit`: the checkpoint lock's guard to commit with; `None` rolls back (the guard
+    /// then rides along so the lock is released only after the rollback).
+    BulkEnd {
+        commit: bool,
+        guard: OwnedMutexGuard<CkptState>,
+        reply: Reply<Result<()>>,
+    },
     Freeze {
         reply: Reply<Frozen>,
     },
@@ -214,6 +229,17 @@ impl CollShared {
     }
 }
 
+/// A bulk write in progress.
+pub(crate) struct BulkState {
+    /// The working tree before it, for a rollback.
+    saved_root: Child,
+    saved_freed: usize,
+    /// Pages written by spills: first page -> count.
+    spilled: HashMap<u64, u64>,
+    /// A part failed: the bulk write can only be rolled back.
+    failed: bool,
+}
+
 pub(crate) struct CollActor {
     pub(crate) shared: Arc<CollShared>,
     pub(crate) engine: Arc<EngineInner>,
@@ -222,6 +248,10 @@ pub(crate) struct CollActor {
     /// Runs no longer referenced from version `tag` on.
     pub(crate) freed: Vec<(u64, (u64, u64))>,
     pub(crate) dirty: u64,
+    /// The bulk write in progress, if any.
+    pub(crate) bulk: Option<BulkState>,
+    /// Writes that arrived during a bulk write.
+    pub(crate) deferred: Vec<WriteReq>,
 }
 
 /// The most bytes of log record one batch writes before the batch is split; larger single
@@ -656,16 +686,65 @@ impl CollActor {
         ops: Vec<Op>,
         guard: OwnedMutexGuard<CkptState>,
     ) -> Result<Vec<OpResult>> {
+        self.bulk_begin().await?;
+        match self.bulk_chunk(ops).await {
+            Ok(results) => {
+                self.bulk_end(Some(guard)).await?;
+                Ok(results)
+            }
+            Err(e) => {
+                self.bulk_end(None).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts a bulk write: everything logged before is published first; writes that
+    /// arrive until it ends wait (they would otherwise be published before the bulk write
+    /// is durable).
+    async fn bulk_begin(&mut self) -> Result<()> {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return Err(self.poisoned_error());
         }
+        if self.bulk.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "collection {:?} already has a bulk write in progress",
+                self.shared.info.name
+            )));
+        }
         self.shared.wait_idle().await;
-        let saved = (self.working.clone(), self.freed.len());
+        self.bulk = Some(BulkState {
+            saved_root: self.working.clone(),
+            saved_freed: self.freed.len(),
+            spilled: HashMap::new(),
+            failed: false,
+        });
+        Ok(())
+    }
+
+    /// Applies one chunk of a bulk write, sorted by key where the ops allow (a stable sort:
+    /// the last write to a key still wins), spilling dirty nodes past half the dirty
+    /// budget to pages no superblock references.
+    async fn bulk_chunk(&mut self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        let Some(mut state) = self.bulk.take() else {
+            return Err(Error::InvalidArgument("no bulk write in progress".into()));
+        };
+        let r = self.bulk_apply(ops, &mut state).await;
+        if r.is_err() {
+            state.failed = true;
+        }
+        self.bulk = Some(state);
+        r
+    }
+
+    async fn bulk_apply(&mut self, ops: Vec<Op>, state: &mut BulkState) -> Result<Vec<OpResult>> {
+        if state.failed {
+            return Err(Error::InvalidArgument(
+                "an earlier part of this bulk write failed; it can only be dropped".into(),
+            ));
+        }
         let spill_nodes = (self.engine.dirty_limit_nodes() / 2).max(64);
-        // Sorted by key (a stable sort: the last write to a key still wins): each chunk
-        // touches its own key range, so spilled nodes are not rewritten by later chunks,
-        // and an empty tree fills its leaves completely.
-        let mut order: Vec<usize> = (0..ops.len()).collect();
+        let mut order: Vec<u32> = (0..ops.len() as u32).collect();
         if ops.iter().all(|o| {
             matches!(
                 o,
@@ -676,61 +755,88 @@ impl CollActor {
                 Op::Put(k, _) | Op::Delete(k) | Op::Set(k, _) | Op::Unset(k) => k.clone(),
                 _ => Bytes::new(),
             };
-            order.sort_by_cached_key(|&i| key(&ops[i]));
+            order.sort_by(|a, b| key(&ops[*a as usize]).cmp(&key(&ops[*b as usize])));
         }
-        let sorted: Vec<Op> = order.iter().map(|&i| ops[i].clone()).collect();
-        drop(ops);
-        let mut sorted_results = Vec::with_capacity(sorted.len());
-        let mut spilled: Vec<(u64, u64)> = Vec::new();
-        let mut spilled_pages: HashSet<u64> = HashSet::new();
-        let outcome: Result<()> = async {
-            let mut log = Vec::new();
-            for chunk in sorted.chunks(4096) {
-                let before = self.freed.len();
-                sorted_results.extend(self.apply_inner(chunk, &mut log).await?);
-                log.clear();
-                // Spilled pages this chunk replaced are referenced by nothing (no
-                // superblock, no snapshot): reuse them at once.
-                if !spilled_pages.is_empty() {
-                    let mut alloc = self.engine.lock_alloc();
-                    let mut kept = Vec::with_capacity(self.freed.len() - before);
-                    for (tag, (p, n)) in self.freed.drain(before..) {
-                        if spilled_pages.remove(&p) {
-                            self.engine.pages.uncache(p);
-                            alloc.release(p, n);
-                            spilled.retain(|r| r.0 != p);
-                        } else {
-                            kept.push((tag, (p, n)));
+        let mut sorted_results = Vec::with_capacity(ops.len());
+        let mut log = Vec::new();
+        for part in order.chunks(4096) {
+            let chunk: Vec<Op> = part.iter().map(|&i| ops[i as usize].clone()).collect();
+            let before = self.freed.len();
+            sorted_results.extend(self.apply_inner(&chunk, &mut log).await?);
+            log.clear();
+            // Spilled pages this chunk replaced are referenced by nothing (no superblock, no
+            // snapshot): reuse them at once.
+            if !state.spilled.is_empty() {
+                let mut alloc = self.engine.lock_alloc();
+                let mut kept = Vec::with_capacity(self.freed.len() - before);
+                for (tag, (p, n)) in self.freed.drain(before..) {
+                    if state.spilled.remove(&p).is_some() {
+                        for q in p..p + n {
+                            self.engine.pages.uncache(q);
                         }
+                        alloc.release(p, n);
+                    } else {
+                        kept.push((tag, (p, n)));
                     }
-                    self.freed.extend(kept);
                 }
-                if tree::dirty_nodes(&self.working) > spill_nodes {
-                    let first_new = spilled.len();
-                    self.spill(&mut spilled).await?;
-                    spilled_pages.extend(spilled[first_new..].iter().map(|r| r.0));
-                }
+                self.freed.extend(kept);
             }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = outcome {
-            self.working = saved.0;
-            self.freed.truncate(saved.1);
-            let mut alloc = self.engine.lock_alloc();
-            for (p, n) in spilled {
-                for q in p..p + n {
-                    self.engine.pages.uncache(q);
-                }
-                alloc.release(p, n);
+            if tree::dirty_nodes(&self.working) > spill_nodes {
+                let mut runs = Vec::new();
+                let spilled = self.spill(&mut runs).await;
+                // Recorded even when the spill failed: its pages are allocated, and the
+                // rollback must release them.
+                state.spilled.extend(runs);
+                spilled?;
             }
-            return Err(e);
         }
-        // Every op answered (a failure above leaves `sorted_results` short of `order`).
+        drop(ops);
         let mut results = vec![OpResult::Done; sorted_results.len()];
         for (r, &i) in sorted_results.into_iter().zip(&order) {
-            results[i] = r;
+            results[i as usize] = r;
         }
+        Ok(results)
+    }
+
+    /// Ends a bulk write: with the checkpoint lock's guard and no failure, makes it durable
+    /// with a checkpoint and publishes it; else rolls it back. Then applies the writes
+    /// that waited.
+    async fn bulk_end(&mut self, commit: Option<OwnedMutexGuard<CkptState>>) -> Result<()> {
+        let Some(state) = self.bulk.take() else {
+            return Err(Error::InvalidArgument("no bulk write in progress".into()));
+        };
+        let result = match commit {
+            Some(guard) if !state.failed => self.bulk_commit(guard).await,
+            other => {
+                self.working = state.saved_root;
+                self.freed.truncate(state.saved_freed);
+                let mut alloc = self.engine.lock_alloc();
+                for (p, n) in state.spilled {
+                    for q in p..p + n {
+                        self.engine.pages.uncache(q);
+                    }
+                    alloc.release(p, n);
+                }
+                drop(alloc);
+                self.dirty = tree::dirty_nodes(&self.working);
+                drop(other);
+                if state.failed {
+                    Err(Error::InvalidArgument(
+                        "the bulk write failed and was rolled back".into(),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        let waiting = std::mem::take(&mut self.deferred);
+        if !waiting.is_empty() {
+            self.handle_writes(waiting).await;
+        }
+        result
+    }
+
+    async fn bulk_commit(&mut self, guard: OwnedMutexGuard<CkptState>) -> Result<()> {
         self.seq += 1;
         let version = Arc::new(Version {
             root: self.working.clone(),
@@ -761,7 +867,7 @@ impl CollActor {
                     pinned: Default::default(),
                 };
                 self.shared.publish(Arc::new(v));
-                Ok(results)
+                Ok(())
             }
             Err(e) => {
                 self.shared.poisoned.store(true, Ordering::Release);
@@ -878,6 +984,11 @@ impl Actor for CollActor {
                     ops,
                     durability,
                     reply,
+                } if self.bulk.is_some() => self.deferred.push((ops, durability, reply)),
+                CollMsg::Write {
+                    ops,
+                    durability,
+                    reply,
                 } => writes.push((ops, durability, reply)),
                 other => {
                     if !writes.is_empty() {
@@ -901,6 +1012,22 @@ impl Actor for CollActor {
             } => self.handle_writes(vec![(ops, durability, reply)]).await,
             CollMsg::Bulk { ops, guard, reply } => {
                 let r = self.handle_bulk(ops, guard).await;
+                reply.send(r);
+            }
+            CollMsg::BulkBegin { reply } => reply.send(self.bulk_begin().await),
+            CollMsg::BulkChunk { ops, reply } => reply.send(self.bulk_chunk(ops).await),
+            CollMsg::BulkEnd {
+                commit,
+                guard,
+                reply,
+            } => {
+                let r = if commit {
+                    self.bulk_end(Some(guard)).await
+                } else {
+                    let r = self.bulk_end(None).await;
+                    drop(guard);
+                    r
+                };
                 reply.send(r);
             }
             CollMsg::Freeze { reply } => reply.send(self.freeze()),

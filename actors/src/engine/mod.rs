@@ -597,6 +597,26 @@ impl Collection {
             .await?
     }
 
+    /// Starts a bulk write: changes sent in parts with [`BulkWrite::push`] and made
+    /// durable, all at once, by [`BulkWrite::commit`] (a checkpoint, not the log). Memory
+    /// stays bounded: dirty nodes are spilled to pages that no superblock references
+    /// until the commit. Other writes to this collection wait until it ends, and no
+    /// checkpoint runs meanwhile.
+    ///
+    /// # Cancel safety
+    /// Dropping the returned writer without committing rolls the bulk write back.
+    pub async fn bulk(&self) -> Result<BulkWrite> {
+        self.engine.inner.check_open()?;
+        let guard = self.engine.inner.ckpt.clone().lock_owned().await;
+        self.actor
+            .ask(|reply| CollMsg::BulkBegin { reply })
+            .await??;
+        Ok(BulkWrite {
+            coll: self.clone(),
+            guard: Some(guard),
+        })
+    }
+
     fn check_sizes(&self, ops: &[Op]) -> Result<()> {
         let limits = self.engine.inner.pages.limits();
         let too = |what, len: usize, max: usize| Error::TooLarge {
@@ -627,6 +647,79 @@ impl Collection {
             }
         }
         Ok(())
+    }
+}
+
+/// A bulk write in progress: see [`Collection::bulk`].
+pub struct BulkWrite {
+    coll: Collection,
+    guard: Option<tokio::sync::OwnedMutexGuard<CkptState>>,
+}
+
+impl std::fmt::Debug for BulkWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkWrite")
+            .field("collection", &self.coll.info().name)
+            .finish()
+    }
+}
+
+impl BulkWrite {
+    /// Applies a part (nothing is visible or durable before [`BulkWrite::commit`]).
+    ///
+    /// # Cancel safety
+    /// Dropping the future after the part was sent does not withdraw it.
+    pub async fn push(&mut self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
+        self.coll.check_sizes(&ops)?;
+        self.coll
+            .actor
+            .ask(|reply| CollMsg::BulkChunk { ops, reply })
+            .await?
+    }
+
+    /// Makes every part durable (one checkpoint) and visible, atomically.
+    ///
+    /// # Cancel safety
+    /// Dropping the future after the request was sent lets the commit finish.
+    pub async fn commit(mut self) -> Result<()> {
+        let Some(guard) = self.guard.take() else {
+            return Err(Error::Closed);
+        };
+        self.coll
+            .actor
+            .ask(|reply| CollMsg::BulkEnd {
+                commit: true,
+                guard,
+                reply,
+            })
+            .await?
+    }
+}
+
+impl Drop for BulkWrite {
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            // Roll back; the lock is released once the actor has done so.
+            let (reply_tx, _) = persistx_runtime::Reply::<Result<()>>::detached();
+            let msg = CollMsg::BulkEnd {
+                commit: false,
+                guard,
+                reply: reply_tx,
+            };
+            match self.coll.actor.try_tell(msg) {
+                Ok(()) => {}
+                Err(e) if e.is_full() => {
+                    let (actor, msg) = (self.coll.actor.clone(), e.into_inner());
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        rt.spawn(async move {
+                            let _ = actor.tell(msg).await;
+                        });
+                    }
+                }
+                // The actor is gone: nothing to roll back.
+                Err(_) => {}
+            }
+        }
     }
 }
 
@@ -844,7 +937,7 @@ impl Engine {
         let mut records: Vec<(u64, Bytes)> = Vec::new();
         let mut wal_options = options.wal.clone();
         wal_options.durability = options.durability;
-        let (wal, _report) = Wal::open_with(
+        let (wal, report) = Wal::open_with(
             vfs.clone(),
             dir.join(WAL_DIR),
             wal_options,
@@ -856,6 +949,19 @@ impl Engine {
             },
         )
         .await?;
+        // A log that starts after the oldest collection checkpoint: the records between were
+        // released by a newer checkpoint whose superblock is now unreadable (the older slot
+        // was chosen), or log files are missing. Replaying the rest would mix versions.
+        if report.first_lsn > min_lsn.saturating_add(1) {
+            return Err(Error::Corruption {
+                file: data_path.clone(),
+                offset: u64::from(1 - state.slot) * page_size as u64,
+                what: format!(
+                    "the superblock in force names checkpoint LSN {min_lsn}, but the log starts at LSN {}: a newer superblock is damaged or log files are missing",
+                    report.first_lsn
+                ),
+            });
+        }
         let wal_end = wal.durable_lsn();
         if let Some(max) = entries.iter().map(|e| e.checkpoint_lsn).max()
             && wal_end < max
@@ -1389,6 +1495,8 @@ fn spawn_collection(
         seq: 0,
         freed: freed.into_iter().map(|r| (0, r)).collect(),
         dirty,
+        bulk: None,
+        deferred: Vec::new(),
     };
     let mut config = ActorConfig::new(format!("collection-{}", info.name));
     config.mailbox_capacity = 1024;
