@@ -313,6 +313,19 @@ pub(crate) fn list_key_between(a: &[u8], b: Option<&[u8]>) -> Vec<u8> {
 }
 
 impl CollActor {
+    /// Recounts the working tree's dirty nodes and corrects the engine's total by the
+    /// difference (the estimate added per write drifts: copies of nodes a snapshot shared
+    /// are not counted, nodes dropped by merges are).
+    fn recount_dirty(&mut self) {
+        let before = self.dirty;
+        self.dirty = tree::dirty_nodes(&self.working);
+        if self.dirty >= before {
+            self.engine.add_dirty(self.dirty - before);
+        } else {
+            self.engine.sub_dirty(before - self.dirty);
+        }
+    }
+
     /// Applies one message's ops to the working tree; on error the tree is restored.
     async fn apply(
         &mut self,
@@ -595,6 +608,7 @@ impl CollActor {
             // A write failed half way: nothing of this batch was logged; the working tree
             // goes back to the last durable version and no write is accepted any more.
             self.working = self.shared.published.load().root.clone();
+            self.recount_dirty();
             for (reply, _) in answered {
                 reply.send(Err(self.poisoned_error()));
             }
@@ -818,7 +832,7 @@ impl CollActor {
                     alloc.release(p, n);
                 }
                 drop(alloc);
-                self.dirty = tree::dirty_nodes(&self.working);
+                self.recount_dirty();
                 drop(other);
                 if state.failed {
                     Err(Error::InvalidArgument(
@@ -898,9 +912,7 @@ impl CollActor {
         }
         let mut hit = HashSet::new();
         tree::swizzle(&mut self.working, &out.map, &mut hit);
-        let before = self.dirty;
-        self.dirty = tree::dirty_nodes(&self.working);
-        self.engine.sub_dirty(before.saturating_sub(self.dirty));
+        self.recount_dirty();
         Ok(())
     }
 
@@ -911,9 +923,7 @@ impl CollActor {
         }
         let mut hit = HashSet::new();
         tree::swizzle(&mut self.working, map, &mut hit);
-        let before = self.dirty;
-        self.dirty = tree::dirty_nodes(&self.working);
-        self.engine.sub_dirty(before.saturating_sub(self.dirty));
+        self.recount_dirty();
         // Written pages the working tree no longer uses: the working tree is version
         // `self.seq`, so free from that version on.
         let tag = self.seq;

@@ -115,6 +115,8 @@ pub(crate) struct EngineInner {
     dirty_nodes: AtomicU64,
     wal_bytes: AtomicU64,
     trigger: Arc<Notify>,
+    /// Notified after every checkpoint (writers throttled by dirty memory wait on it).
+    ckpt_done: Notify,
     closed: AtomicBool,
     poisoned: AtomicBool,
     checkpoints: AtomicU64,
@@ -153,6 +155,26 @@ impl EngineInner {
         (self.options.cache_bytes / 4 / self.pages.page_size()) as u64
     }
 
+    /// Makes a writer wait while dirty nodes are over twice their budget, until
+    /// checkpoints bring them down: memory stays bounded however fast writes come. Waits
+    /// on the caller's task, never inside an actor (the checkpoint needs the actors).
+    async fn throttle(&self) {
+        if !self.options.auto_checkpoint {
+            return;
+        }
+        let hard = self.dirty_limit_nodes().saturating_mul(2);
+        while self.dirty_nodes.load(Ordering::Relaxed) > hard
+            && !self.closed.load(Ordering::Acquire)
+            && !self.poisoned.load(Ordering::Acquire)
+        {
+            let done = self.ckpt_done.notified();
+            self.trigger.notify_one();
+            // Bounded: a checkpoint that cannot lower the count (dirty nodes a pending
+            // write still holds) must not stall writers for good.
+            let _ = tokio::time::timeout(Duration::from_millis(200), done).await;
+        }
+    }
+
     fn over_thresholds(&self) -> bool {
         self.dirty_nodes.load(Ordering::Relaxed) > self.dirty_limit_nodes()
             || self.wal_bytes.load(Ordering::Relaxed) > self.options.checkpoint_wal_bytes
@@ -184,6 +206,7 @@ impl EngineInner {
         own: Option<OwnVersion>,
     ) -> Result<(u64, tree::WrittenMap)> {
         let r = self.checkpoint_steps(&mut state, own).await;
+        self.ckpt_done.notify_waiters();
         if r.is_err() {
             // Pages may be half written and the allocator's view is unsure: no more
             // checkpoints in this process; reopening recovers from the superblock in force.
@@ -565,6 +588,7 @@ impl Collection {
     pub async fn write(&self, ops: Vec<Op>) -> Result<Vec<OpResult>> {
         self.engine.inner.check_open()?;
         self.check_sizes(&ops)?;
+        self.engine.inner.throttle().await;
         let size: usize = ops
             .iter()
             .map(|op| match op {
@@ -987,6 +1011,7 @@ impl Engine {
             dirty_nodes: AtomicU64::new(0),
             wal_bytes: AtomicU64::new(records.iter().map(|(_, r)| r.len() as u64).sum()),
             trigger: Arc::new(Notify::new()),
+            ckpt_done: Notify::new(),
             closed: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
             checkpoints: AtomicU64::new(0),
