@@ -55,8 +55,9 @@ pub struct EngineOptions {
     /// Page size of a new database (a power of two, 4 KiB to 64 KiB; default 4 KiB). An
     /// existing database keeps the page size it was created with.
     pub page_size: usize,
-    /// Memory budget in bytes (default 64 MiB): three quarters for the buffer pool of clean
-    /// pages, a quarter for dirty pages (a checkpoint starts when they pass it).
+    /// Memory budget in bytes (default 64 MiB): half for the buffer pool of clean pages,
+    /// half for dirty pages (a checkpoint starts when they pass a quarter of the budget;
+    /// writers wait while they are over half).
     pub cache_bytes: usize,
     /// Durability of writes (default [`Durability::Immediate`]).
     pub durability: Durability,
@@ -906,7 +907,7 @@ impl Engine {
                 sb,
             )
         };
-        let pool_budget = options.cache_bytes / 4 * 3;
+        let pool_budget = options.cache_bytes / 2;
         let pages = Arc::new(PageFile::new(
             file,
             data_path.clone(),
