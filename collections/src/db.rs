@@ -109,7 +109,8 @@ impl DatabaseBuilder {
     }
 
     /// Start checkpoints on their own when dirty pages or the log pass their thresholds
-    /// (default true). `close` always checkpoints.
+    /// (default true), and make writers wait while dirty pages are over half the budget.
+    /// With it off, dirty pages and the log grow until [`Database::checkpoint`] or `close`.
     pub fn auto_checkpoint(mut self, on: bool) -> Self {
         self.options.auto_checkpoint = on;
         self
