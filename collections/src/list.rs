@@ -127,7 +127,6 @@ impl<T: DeserializeOwned + 'static> ListSnapshot<T> {
         let count = end.saturating_sub(start) as usize;
         let snap = self.snap.clone();
         let name = self.name.clone();
-        let name2 = name.clone();
         futures::stream::once(async move {
             let lo = match snap.nth(start).await? {
                 Some((k, _)) => Bound::Included(k.to_vec()),
@@ -152,7 +151,6 @@ impl<T: DeserializeOwned + 'static> ListSnapshot<T> {
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         })
         .flatten()
-        .map(move |r: Result<T>| r.map_err(|e| annotate(&name2, e)))
     }
 
     /// Every element in order.
@@ -162,10 +160,6 @@ impl<T: DeserializeOwned + 'static> ListSnapshot<T> {
     {
         self.range(..)
     }
-}
-
-fn annotate(_name: &str, e: Error) -> Error {
-    e
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> PersistentList<T> {

@@ -129,92 +129,60 @@ enum SetOp {
     Difference,
 }
 
-/// Merges two ascending byte-key streams.
+impl SetOp {
+    /// Whether a key only in the first set, only in the second, or in both belongs to the
+    /// result.
+    fn keeps(self, first: bool, second: bool) -> bool {
+        match self {
+            SetOp::Union => true,
+            SetOp::Intersection => first && second,
+            SetOp::Difference => first && !second,
+        }
+    }
+}
+
+/// Merges two ascending byte-key scans.
 fn merge<T: Key + Send + 'static>(
     a: Snapshot,
     b: Snapshot,
     op: SetOp,
     name: String,
 ) -> impl Stream<Item = Result<T>> + Send + 'static {
-    let all = || (Bound::Unbounded, Bound::Unbounded);
-    let (alo, ahi) = all();
-    let (blo, bhi) = all();
-    let sa = Box::pin(scan::range(a, alo, ahi, true));
-    let sb = Box::pin(scan::range(b, blo, bhi, true));
     type Side = std::pin::Pin<Box<dyn Stream<Item = Result<(Bytes, Bytes)>> + Send>>;
-    struct St {
-        a: Side,
-        b: Side,
-        ha: Option<Bytes>,
-        hb: Option<Bytes>,
-        started: bool,
-    }
-    let st = St {
-        a: sa,
-        b: sb,
-        ha: None,
-        hb: None,
-        started: false,
+    let side = |s: Snapshot| -> Side {
+        Box::pin(scan::range(s, Bound::Unbounded, Bound::Unbounded, true))
     };
-    futures::stream::try_unfold(st, move |mut st| {
+    // The two scans and their current heads (`None` before the first read, and at the end).
+    let st = (side(a), side(b), None::<Bytes>, None::<Bytes>, false);
+    futures::stream::try_unfold(st, move |(mut sa, mut sb, mut ha, mut hb, started)| {
         let name = name.clone();
         async move {
             use futures::TryStreamExt;
-            if !st.started {
-                st.started = true;
-                st.ha = st.a.try_next().await?.map(|e| e.0);
-                st.hb = st.b.try_next().await?.map(|e| e.0);
+            if !started {
+                ha = sa.try_next().await?.map(|e| e.0);
+                hb = sb.try_next().await?.map(|e| e.0);
             }
             loop {
-                let out = match (&st.ha, &st.hb) {
+                let (in_a, in_b) = match (&ha, &hb) {
                     (None, None) => return Ok(None),
-                    (Some(x), None) => {
-                        let x = x.clone();
-                        st.ha = st.a.try_next().await?.map(|e| e.0);
-                        match op {
-                            SetOp::Union | SetOp::Difference => Some(x),
-                            SetOp::Intersection => return Ok(None),
-                        }
-                    }
-                    (None, Some(y)) => {
-                        let y = y.clone();
-                        st.hb = st.b.try_next().await?.map(|e| e.0);
-                        match op {
-                            SetOp::Union => Some(y),
-                            SetOp::Intersection | SetOp::Difference => return Ok(None),
-                        }
-                    }
-                    (Some(x), Some(y)) => match x.cmp(y) {
-                        std::cmp::Ordering::Less => {
-                            let x = x.clone();
-                            st.ha = st.a.try_next().await?.map(|e| e.0);
-                            match op {
-                                SetOp::Union | SetOp::Difference => Some(x),
-                                SetOp::Intersection => None,
-                            }
-                        }
-                        std::cmp::Ordering::Greater => {
-                            let y = y.clone();
-                            st.hb = st.b.try_next().await?.map(|e| e.0);
-                            match op {
-                                SetOp::Union => Some(y),
-                                _ => None,
-                            }
-                        }
-                        std::cmp::Ordering::Equal => {
-                            let x = x.clone();
-                            st.ha = st.a.try_next().await?.map(|e| e.0);
-                            st.hb = st.b.try_next().await?.map(|e| e.0);
-                            match op {
-                                SetOp::Union | SetOp::Intersection => Some(x),
-                                SetOp::Difference => None,
-                            }
-                        }
-                    },
+                    (Some(_), None) => (true, false),
+                    (None, Some(_)) => (false, true),
+                    (Some(x), Some(y)) => (x <= y, y <= x),
                 };
-                if let Some(k) = out {
+                // One side is done and nothing from the other can enter the result.
+                if (ha.is_none() || hb.is_none()) && !op.keeps(in_a, in_b) {
+                    return Ok(None);
+                }
+                let k = if in_a { ha.clone() } else { hb.clone() };
+                if in_a {
+                    ha = sa.try_next().await?.map(|e| e.0);
+                }
+                if in_b {
+                    hb = sb.try_next().await?.map(|e| e.0);
+                }
+                if let Some(k) = k.filter(|_| op.keeps(in_a, in_b)) {
                     let item = key::decode::<T>(&k).map_err(|e| key_err(&name, e))?;
-                    return Ok(Some((item, st)));
+                    return Ok(Some((item, (sa, sb, ha, hb, true))));
                 }
             }
         }

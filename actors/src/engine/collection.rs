@@ -371,7 +371,7 @@ impl CollActor {
         let limits = *src.limits();
         for op in ops {
             let r = match op {
-                Op::Put(k, v) => {
+                Op::Put(k, v) | Op::Set(k, v) => {
                     let old = tree::insert(
                         &mut ctx,
                         &mut self.working,
@@ -380,38 +380,20 @@ impl CollActor {
                     )
                     .await?;
                     log.push((1, k.clone(), v.clone()));
-                    OpResult::Old(match old {
-                        Some(v) => Some(tree::value_bytes(src, &v).await?),
-                        None => None,
-                    })
+                    match op {
+                        Op::Set(..) => OpResult::Existed(old.is_some()),
+                        _ => OpResult::Old(old_bytes(src, old).await?),
+                    }
                 }
-                Op::Delete(k) => {
+                Op::Delete(k) | Op::Unset(k) => {
                     let old = tree::remove(&mut ctx, &mut self.working, k).await?;
                     if old.is_some() {
                         log.push((2, k.clone(), Bytes::new()));
                     }
-                    OpResult::Old(match old {
-                        Some(v) => Some(tree::value_bytes(src, &v).await?),
-                        None => None,
-                    })
-                }
-                Op::Set(k, v) => {
-                    let old = tree::insert(
-                        &mut ctx,
-                        &mut self.working,
-                        k.clone(),
-                        Val::Inline(v.clone()),
-                    )
-                    .await?;
-                    log.push((1, k.clone(), v.clone()));
-                    OpResult::Existed(old.is_some())
-                }
-                Op::Unset(k) => {
-                    let old = tree::remove(&mut ctx, &mut self.working, k).await?;
-                    if old.is_some() {
-                        log.push((2, k.clone(), Bytes::new()));
+                    match op {
+                        Op::Unset(..) => OpResult::Existed(old.is_some()),
+                        _ => OpResult::Old(old_bytes(src, old).await?),
                     }
-                    OpResult::Existed(old.is_some())
                 }
                 Op::Clear => {
                     if self.working.count > 0 || matches!(self.working.ptr, tree::Ptr::Clean(_)) {
@@ -509,10 +491,7 @@ impl CollActor {
                         )
                         .await?;
                         log.push((1, k, v.clone()));
-                        OpResult::Old(match old {
-                            Some(v) => Some(tree::value_bytes(src, &v).await?),
-                            None => None,
-                        })
+                        OpResult::Old(old_bytes(src, old).await?)
                     }
                 },
                 Op::Truncate(n) => {
@@ -970,6 +949,15 @@ impl CollActor {
             lsn,
             freed: now.into_iter().map(|(_, r)| r).collect(),
         }
+    }
+}
+
+/// The bytes of a replaced or removed value (an overflow value is read: its pages stay
+/// unused until a checkpoint and every older snapshot are gone).
+async fn old_bytes(src: &dyn PageSource, old: Option<Val>) -> Result<Option<Bytes>> {
+    match old {
+        Some(v) => Ok(Some(tree::value_bytes(src, &v).await?)),
+        None => Ok(None),
     }
 }
 

@@ -24,11 +24,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use persistx_io::format::FormatError;
 use persistx_io::format::catalog::{
     self, CatalogEntry, KIND_CATALOG, KIND_FREELIST, Record, RecordOp,
 };
 use persistx_io::format::superblock::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, Superblock};
-use persistx_io::format::{FORMAT_VERSION, FormatError};
 use persistx_io::vfs::LockGuard;
 use persistx_io::{OpenMode, PoolStats, Vfs};
 use persistx_runtime::{ActorConfig, ActorRef};
@@ -1318,11 +1318,8 @@ impl Engine {
             (a.free_pages(), a.pending_pages(), a.end())
         };
         let (page_reads, page_writes) = self.inner.pages.io_counts();
-        let mut wal_bytes = 0;
-        let wal_dir = self.inner.dir.join(WAL_DIR);
-        for name in self.inner.wal_vfs_list(&wal_dir).await {
-            wal_bytes += name;
-        }
+        // Segment files are preallocated: live and spare segments at the segment size.
+        let wal_bytes = (wal.segments + wal.spare_segments) * self.inner.options.wal.segment_size;
         Ok(EngineStats {
             collections,
             page_size: self.inner.pages.page_size(),
@@ -1459,16 +1456,6 @@ impl Engine {
     /// The size limits of keys and values.
     pub fn max_key_len(&self) -> usize {
         self.inner.pages.limits().max_key
-    }
-}
-
-impl EngineInner {
-    async fn wal_vfs_list(&self, _dir: &Path) -> Vec<u64> {
-        // Segment files are preallocated: live + spare segments times the segment size.
-        match self.wal.stats().await {
-            Ok(s) => vec![(s.segments + s.spare_segments) * self.options.wal.segment_size],
-            Err(_) => Vec::new(),
-        }
     }
 }
 
@@ -1616,9 +1603,4 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// The version of the on-disk format this build writes.
-pub const fn format_version() -> u32 {
-    FORMAT_VERSION
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 use persistx_io::format::page::{PageHeader, decode_page, encode_page};
-use persistx_io::format::superblock::{self, SUPERBLOCK_LEN, Superblock};
+use persistx_io::format::superblock::{SUPERBLOCK_LEN, Superblock};
 use persistx_io::format::{FormatError, node as fmt};
 use persistx_io::{BufferPool, File, PoolStats};
 
@@ -80,18 +80,6 @@ impl PageFile {
             self.reads.load(Ordering::Relaxed),
             self.writes.load(Ordering::Relaxed),
         )
-    }
-
-    /// Reads both superblock slots and returns the one in force.
-    pub async fn read_superblock(&self) -> Result<(u32, Superblock)> {
-        let a = self.file.read_at(0, SUPERBLOCK_LEN).await?;
-        let b = self
-            .file
-            .read_at(self.limits.page_size as u64, SUPERBLOCK_LEN)
-            .await?;
-        let (slot, sb) = superblock::choose(Superblock::decode(&a, 0), Superblock::decode(&b, 1))
-            .map_err(|e| corrupt(&self.path, 0, e))?;
-        Ok((slot, sb))
     }
 
     /// Writes a superblock to its slot and syncs the file.
@@ -199,11 +187,6 @@ impl PageFile {
     /// Drops a page from the buffer pool (it was freed).
     pub fn uncache(&self, page: u64) {
         self.pool.remove(page);
-    }
-
-    /// Drops every cached page.
-    pub fn clear_cache(&self) {
-        self.pool.clear();
     }
 }
 
