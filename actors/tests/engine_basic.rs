@@ -253,3 +253,117 @@ async fn bulk_writes_commit_atomically_or_roll_back() {
     assert_eq!(report.leaked_pages, 0, "{report:?}");
     db.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_bulk_writes_merge_in_key_order_and_give_scratch_back() {
+    use std::collections::BTreeMap;
+    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let options = EngineOptions {
+        auto_checkpoint: false,
+        cache_bytes: 1 << 20, // a tiny budget: the merge spills
+        ..EngineOptions::default()
+    };
+    let db = Engine::open(vfs.clone(), "/db", options.clone())
+        .await
+        .unwrap();
+    let c = db.collection("m", Kind::Map, "k", "v").await.unwrap();
+    let mut model: BTreeMap<Bytes, Bytes> = BTreeMap::new();
+    for i in (0..3000u32).step_by(3) {
+        c.write(vec![Op::Put(key(i), val(i, 20))]).await.unwrap();
+        model.insert(key(i), val(i, 20));
+    }
+    db.checkpoint().await.unwrap();
+    let free_before = db.stats().await.unwrap().free_pages;
+    let pages_before = db.stats().await.unwrap().pages;
+
+    // Staged parts in scattered key order, overlapping each other and the stored keys.
+    let part = |p: u32| -> Vec<Op> {
+        (0..3000u32)
+            .map(|j| (j * 7 + p * 13) % 3000)
+            .filter(|i| i % 4 == p % 4 || i % 5 == 0)
+            .map(|i| {
+                if i % 10 == 5 {
+                    Op::Unset(key(i))
+                } else {
+                    Op::Set(key(i), val(i + p, 100 + p as usize))
+                }
+            })
+            .collect()
+    };
+    let apply = |model: &mut BTreeMap<Bytes, Bytes>, ops: &[Op]| {
+        for op in ops {
+            match op {
+                Op::Set(k, v) | Op::Put(k, v) => {
+                    model.insert(k.clone(), v.clone());
+                }
+                Op::Unset(k) | Op::Delete(k) => {
+                    model.remove(k);
+                }
+                _ => unreachable!(),
+            }
+        }
+    };
+
+    // Rolled back: nothing visible, every scratch page free again.
+    let mut bulk = c.bulk().await.unwrap();
+    for p in 0..4 {
+        bulk.stage(part(p)).await.unwrap();
+    }
+    drop(bulk);
+    let report = db.verify().await.unwrap();
+    assert_eq!(report.leaked_pages, 0, "{report:?}");
+    let s = db.stats().await.unwrap();
+    assert_eq!(
+        s.pages - s.free_pages,
+        pages_before - free_before,
+        "scratch pages were not given back"
+    );
+    let s = c.snapshot();
+    assert_eq!(s.len(), model.len() as u64);
+
+    // Only key ops can be staged; the refusal fails the bulk write (it can only be dropped).
+    let mut bulk = c.bulk().await.unwrap();
+    assert!(matches!(
+        bulk.stage(vec![Op::PopFirst]).await,
+        Err(persistx_actors::Error::InvalidArgument(_))
+    ));
+    drop(bulk);
+
+    // Committed: staged parts, then a pushed part (applied after them), then more staged.
+    let mut bulk = c.bulk().await.unwrap();
+    for p in 0..3 {
+        let ops = part(p);
+        apply(&mut model, &ops);
+        bulk.stage(ops).await.unwrap();
+    }
+    let pushed = vec![Op::Put(key(10), val(1, 1)), Op::Delete(key(20))];
+    apply(&mut model, &pushed);
+    bulk.push(pushed).await.unwrap();
+    for p in 3..6 {
+        let ops = part(p);
+        apply(&mut model, &ops);
+        bulk.stage(ops).await.unwrap();
+    }
+    bulk.commit().await.unwrap();
+    let check = |c: persistx_actors::engine::Collection, model: BTreeMap<Bytes, Bytes>| async move {
+        let s = c.snapshot();
+        assert_eq!(s.len(), model.len() as u64);
+        for i in 0..3000u32 {
+            assert_eq!(
+                s.get(&key(i)).await.unwrap(),
+                model.get(&key(i)).cloned(),
+                "key {i}"
+            );
+        }
+    };
+    check(c.clone(), model.clone()).await;
+    let report = db.verify().await.unwrap();
+    assert_eq!(report.leaked_pages, 0, "{report:?}");
+    db.close().await.unwrap();
+    let db = Engine::open(vfs.clone(), "/db", options).await.unwrap();
+    let c = db.collection("m", Kind::Map, "k", "v").await.unwrap();
+    check(c, model).await;
+    let report = db.verify().await.unwrap();
+    assert_eq!(report.leaked_pages, 0, "{report:?}");
+    db.close().await.unwrap();
+}

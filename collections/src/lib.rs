@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod batch;
 mod db;
 mod error;
 pub mod key;

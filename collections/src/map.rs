@@ -15,10 +15,6 @@ use crate::key::{self, Key};
 use crate::scan;
 use crate::value;
 
-/// Bytes of encoded pairs [`PersistentMap::insert_many`] sends at a time (a larger batch
-/// becomes a bulk write streamed in windows of this size).
-const INSERT_WINDOW: usize = 256 << 20;
-
 /// An ordered map stored in a [`Database`], keyed by `K` (byte order of the encoded key is
 /// `K`'s `Ord`), with serde values `V`.
 ///
@@ -305,62 +301,17 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         old_value(self.name(), r.into_iter().next())
     }
 
-    /// Inserts every pair in one atomic commit (all or none survive a crash). Large
-    /// batches (over 16 MiB) are written through a checkpoint instead of the log.
+    /// Inserts every pair in one atomic commit (all or none survive a crash; for a key given
+    /// twice the last pair wins). Batches over 16 MiB are written through a checkpoint
+    /// instead of the log, as a bulk write whose sorted runs wait on scratch pages of the
+    /// data file: memory stays bounded however large the batch.
     pub async fn insert_many(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
-        // Encoded in windows: a batch that fits one window is one logged write; a larger one
-        // streams window by window into a bulk write (bounded memory), committed at once.
-        let mut pairs = pairs.into_iter();
-        let first = self.encode_window(&mut pairs)?;
-        let Some((ops, more)) = first else {
-            return Ok(());
-        };
-        if !more {
-            self.coll.write(ops).await?;
-            return Ok(());
-        }
-        let mut bulk = self.coll.bulk().await?;
-        bulk.push(ops).await?;
-        while let Some((ops, _)) = self.encode_window(&mut pairs)? {
-            bulk.push(ops).await?;
-        }
-        bulk.commit().await?;
-        Ok(())
-    }
-
-    /// Encodes pairs until [`INSERT_WINDOW`] bytes; `None` when there are none left, else the
-    /// ops and whether pairs remain. Keys and values are packed into shared 64 KiB buffers
-    /// (two allocations per pair would fragment the heap of a large load).
-    fn encode_window(
-        &self,
-        pairs: &mut impl Iterator<Item = (K, V)>,
-    ) -> Result<Option<(Vec<Op>, bool)>> {
-        let mut ops = Vec::new();
-        let mut buf = bytes::BytesMut::new();
-        let mut size = 0usize;
-        let mut more = false;
-        for (k, v) in pairs.by_ref() {
-            let key = key::encode(&k);
-            let val = value::encode(&v, self.format.codec, self.format.version)
-                .map_err(|e| value_err(self.name(), e))?;
-            if buf.capacity() - buf.len() < key.len() + val.len() {
-                buf.reserve((key.len() + val.len()).max(64 << 10));
-            }
-            size += key.len() + val.len() + 64;
-            buf.extend_from_slice(&key);
-            let kb = buf.split().freeze();
-            buf.extend_from_slice(&val);
-            let vb = buf.split().freeze();
-            ops.push(Op::Set(kb, vb));
-            if size >= INSERT_WINDOW {
-                more = true;
-                break;
-            }
-        }
-        if ops.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some((ops, more)))
+        let (codec, version) = (self.format.codec, self.format.version);
+        let pairs = pairs.into_iter().map(|(k, v)| {
+            let val = value::encode(&v, codec, version).map_err(|e| value_err(self.name(), e))?;
+            Ok((key::encode(&k), val))
+        });
+        crate::batch::insert_encoded(&self.coll, pairs).await
     }
 
     /// Removes every key in one atomic commit; returns how many were present.

@@ -241,16 +241,11 @@ impl<T: Key> PersistentSet<T> {
         Ok(matches!(r.first(), Some(OpResult::Existed(true))))
     }
 
-    /// Adds every item in one atomic commit.
+    /// Adds every item in one atomic commit, in bounded memory however many there are (as
+    /// [`crate::PersistentMap::insert_many`]).
     pub async fn insert_many(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
-        let ops: Vec<Op> = items
-            .into_iter()
-            .map(|i| Op::Set(Bytes::from(key::encode(&i)), Bytes::new()))
-            .collect();
-        if !ops.is_empty() {
-            self.coll.write(ops).await?;
-        }
-        Ok(())
+        let pairs = items.into_iter().map(|i| Ok((key::encode(&i), Vec::new())));
+        crate::batch::insert_encoded(&self.coll, pairs).await
     }
 
     /// True if `item` is a member.

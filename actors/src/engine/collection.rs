@@ -9,10 +9,12 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use persistx_io::format::catalog::{self, RecordOp};
+use persistx_io::format::node::KIND_SCRATCH;
 use persistx_runtime::{Actor, Reply};
 use tokio::sync::{Notify, OwnedMutexGuard};
 
 use super::alloc::Epoch;
+use super::scratch;
 use super::{CkptState, EngineInner};
 use crate::error::{Error, Result};
 use crate::tree::{self, Child, PageSource, Val, WriteCtx};
@@ -154,6 +156,11 @@ pub(crate) enum CollMsg {
         ops: Vec<Op>,
         reply: Reply<Result<Vec<OpResult>>>,
     },
+    /// Key ops of a bulk write applied at its end, sorted and spilled as a run.
+    BulkStage {
+        ops: Vec<Op>,
+        reply: Reply<Result<()>>,
+    },
     /// `commit`: the checkpoint lock's guard to commit with; `None` rolls back (the guard
     /// then rides along so the lock is released only after the rollback).
     BulkEnd {
@@ -238,6 +245,10 @@ pub(crate) struct BulkState {
     spilled: HashMap<u64, u64>,
     /// A part failed: the bulk write can only be rolled back.
     failed: bool,
+    /// Staged runs on scratch pages (first page, count), in staging order.
+    staged: Vec<(u64, u64)>,
+    /// The last staged part, sorted, not yet written as a run.
+    staged_mem: Option<Vec<Op>>,
 }
 
 pub(crate) struct CollActor {
@@ -257,6 +268,9 @@ pub(crate) struct CollActor {
 /// The most bytes of log record one batch writes before the batch is split; larger single
 /// writes take the bulk path.
 pub(crate) const RECORD_SPLIT: usize = 16 << 20;
+
+/// Ops a bulk write applies between checks of its dirty nodes.
+const BULK_STEP: usize = 4096;
 
 fn list_key_after(last: Option<&[u8]>) -> Vec<u8> {
     match last {
@@ -711,6 +725,8 @@ impl CollActor {
             saved_freed: self.freed.len(),
             spilled: HashMap::new(),
             failed: false,
+            staged: Vec::new(),
+            staged_mem: None,
         });
         Ok(())
     }
@@ -736,52 +752,17 @@ impl CollActor {
                 "an earlier part of this bulk write failed; it can only be dropped".into(),
             ));
         }
-        let spill_nodes = (self.engine.dirty_limit_nodes() / 2).max(64);
+        // Staged parts came first.
+        self.merge_staged(state).await?;
         let mut order: Vec<u32> = (0..ops.len() as u32).collect();
-        if ops.iter().all(|o| {
-            matches!(
-                o,
-                Op::Put(..) | Op::Delete(..) | Op::Set(..) | Op::Unset(..)
-            )
-        }) {
-            let key = |o: &Op| match o {
-                Op::Put(k, _) | Op::Delete(k) | Op::Set(k, _) | Op::Unset(k) => k.clone(),
-                _ => Bytes::new(),
-            };
+        if ops.iter().all(|o| scratch::op_key(o).is_some()) {
+            let key = |o: &Op| scratch::op_key(o).cloned().unwrap_or_default();
             order.sort_by(|a, b| key(&ops[*a as usize]).cmp(&key(&ops[*b as usize])));
         }
         let mut sorted_results = Vec::with_capacity(ops.len());
-        let mut log = Vec::new();
-        for part in order.chunks(4096) {
+        for part in order.chunks(BULK_STEP) {
             let chunk: Vec<Op> = part.iter().map(|&i| ops[i as usize].clone()).collect();
-            let before = self.freed.len();
-            sorted_results.extend(self.apply_inner(&chunk, &mut log).await?);
-            log.clear();
-            // Spilled pages this chunk replaced are referenced by nothing (no superblock, no
-            // snapshot): reuse them at once.
-            if !state.spilled.is_empty() {
-                let mut alloc = self.engine.lock_alloc();
-                let mut kept = Vec::with_capacity(self.freed.len() - before);
-                for (tag, (p, n)) in self.freed.drain(before..) {
-                    if state.spilled.remove(&p).is_some() {
-                        for q in p..p + n {
-                            self.engine.pages.uncache(q);
-                        }
-                        alloc.release(p, n);
-                    } else {
-                        kept.push((tag, (p, n)));
-                    }
-                }
-                self.freed.extend(kept);
-            }
-            if tree::dirty_nodes(&self.working) > spill_nodes {
-                let mut runs = Vec::new();
-                let spilled = self.spill(&mut runs).await;
-                // Recorded even when the spill failed: its pages are allocated, and the
-                // rollback must release them.
-                state.spilled.extend(runs);
-                spilled?;
-            }
+            sorted_results.extend(self.bulk_step(&chunk, state).await?);
         }
         drop(ops);
         let mut results = vec![OpResult::Done; sorted_results.len()];
@@ -791,6 +772,151 @@ impl CollActor {
         Ok(results)
     }
 
+    /// Applies one sorted step of a bulk write, spilling dirty nodes past half the dirty
+    /// budget to pages no superblock references.
+    async fn bulk_step(&mut self, chunk: &[Op], state: &mut BulkState) -> Result<Vec<OpResult>> {
+        let spill_nodes = (self.engine.dirty_limit_nodes() / 2).max(64);
+        let before = self.freed.len();
+        let mut log = Vec::new();
+        let results = self.apply_inner(chunk, &mut log).await?;
+        // Spilled pages this chunk replaced are referenced by nothing (no superblock, no
+        // snapshot): reuse them at once.
+        if !state.spilled.is_empty() {
+            let mut alloc = self.engine.lock_alloc();
+            let mut kept = Vec::with_capacity(self.freed.len() - before);
+            for (tag, (p, n)) in self.freed.drain(before..) {
+                if state.spilled.remove(&p).is_some() {
+                    for q in p..p + n {
+                        self.engine.pages.uncache(q);
+                    }
+                    alloc.release(p, n);
+                } else {
+                    kept.push((tag, (p, n)));
+                }
+            }
+            self.freed.extend(kept);
+        }
+        if tree::dirty_nodes(&self.working) > spill_nodes {
+            let mut runs = Vec::new();
+            let spilled = self.spill(&mut runs).await;
+            // Recorded even when the spill failed: its pages are allocated, and the
+            // rollback must release them.
+            state.spilled.extend(runs);
+            spilled?;
+        }
+        Ok(results)
+    }
+
+    /// Stages key ops (applied at the end of the bulk write, after every earlier part):
+    /// sorted (stably: the last write to a key wins) and, once another part follows,
+    /// written as a run to scratch pages.
+    async fn bulk_stage(&mut self, mut ops: Vec<Op>) -> Result<()> {
+        let Some(mut state) = self.bulk.take() else {
+            return Err(Error::InvalidArgument("no bulk write in progress".into()));
+        };
+        let r = self.stage_into(&mut ops, &mut state).await;
+        if r.is_err() {
+            state.failed = true;
+        }
+        self.bulk = Some(state);
+        r
+    }
+
+    async fn stage_into(&mut self, ops: &mut Vec<Op>, state: &mut BulkState) -> Result<()> {
+        if state.failed {
+            return Err(Error::InvalidArgument(
+                "an earlier part of this bulk write failed; it can only be dropped".into(),
+            ));
+        }
+        if ops.iter().any(|o| scratch::op_key(o).is_none()) {
+            return Err(Error::InvalidArgument(
+                "only key ops (put, delete, set, unset) can be staged".into(),
+            ));
+        }
+        ops.sort_by(|a, b| scratch::op_key(a).cmp(&scratch::op_key(b)));
+        let Some(prev) = state.staged_mem.replace(std::mem::take(ops)) else {
+            return Ok(());
+        };
+        let pages = scratch::encode_run(&prev, self.engine.pages.limits().capacity);
+        drop(prev);
+        let n = pages.len() as u64;
+        let first = self.engine.lock_alloc().alloc(n);
+        // Recorded before the write: a failed write's pages are released by the rollback.
+        state.staged.push((first, n));
+        self.engine.pages.bump_end(self.engine.lock_alloc().end());
+        let writes: Vec<tree::PageWrite> = pages
+            .into_iter()
+            .enumerate()
+            .map(|(i, payload)| tree::PageWrite {
+                page: first + i as u64,
+                kind: KIND_SCRATCH,
+                payload,
+            })
+            .collect();
+        self.engine.pages.write_pages(&writes, 0).await
+    }
+
+    /// Merges the staged runs into the working tree in key order (equal keys in staging
+    /// order), in steps of [`BULK_STEP`] ops; every scratch page is released, whatever
+    /// happens.
+    async fn merge_staged(&mut self, state: &mut BulkState) -> Result<()> {
+        let mut sources: Vec<scratch::Source> = state
+            .staged
+            .drain(..)
+            .map(|(p, n)| scratch::Source::pages(p, n))
+            .collect();
+        if let Some(mem) = state.staged_mem.take() {
+            sources.push(scratch::Source::Memory(mem.into_iter()));
+        }
+        if sources.is_empty() {
+            return Ok(());
+        }
+        let r = self.merge_sources(&mut sources, state).await;
+        let mut alloc = self.engine.lock_alloc();
+        for s in &sources {
+            if let Some((p, n)) = s.held() {
+                alloc.release(p, n);
+            }
+        }
+        r
+    }
+
+    async fn merge_sources(
+        &mut self,
+        sources: &mut [scratch::Source],
+        state: &mut BulkState,
+    ) -> Result<()> {
+        use std::cmp::Reverse;
+        let engine = self.engine.clone();
+        let mut heads: Vec<Option<Op>> = Vec::with_capacity(sources.len());
+        let mut heap = std::collections::BinaryHeap::new();
+        for (i, s) in sources.iter_mut().enumerate() {
+            let op = s.next(&engine).await?;
+            if let Some(k) = op.as_ref().and_then(scratch::op_key) {
+                heap.push(Reverse((k.clone(), i)));
+            }
+            heads.push(op);
+        }
+        let mut chunk = Vec::with_capacity(BULK_STEP);
+        while let Some(Reverse((_, i))) = heap.pop() {
+            let op = heads[i].take().expect("a head per heap entry");
+            chunk.push(op);
+            let next = sources[i].next(&engine).await?;
+            if let Some(k) = next.as_ref().and_then(scratch::op_key) {
+                heap.push(Reverse((k.clone(), i)));
+            }
+            heads[i] = next;
+            if chunk.len() == BULK_STEP {
+                self.bulk_step(&chunk, state).await?;
+                chunk.clear();
+            }
+        }
+        if !chunk.is_empty() {
+            self.bulk_step(&chunk, state).await?;
+        }
+        Ok(())
+    }
+
     /// Ends a bulk write: with the checkpoint lock's guard and no failure, makes it durable
     /// with a checkpoint and publishes it; else rolls it back. Then applies the writes
     /// that waited.
@@ -798,6 +924,15 @@ impl CollActor {
         let Some(state) = self.bulk.take() else {
             return Err(Error::InvalidArgument("no bulk write in progress".into()));
         };
+        let mut state = state;
+        let mut merge_err = None;
+        if commit.is_some()
+            && !state.failed
+            && let Err(e) = self.merge_staged(&mut state).await
+        {
+            state.failed = true;
+            merge_err = Some(e);
+        }
         let result = match commit {
             Some(guard) if !state.failed => self.bulk_commit(guard).await,
             other => {
@@ -810,10 +945,15 @@ impl CollActor {
                     }
                     alloc.release(p, n);
                 }
+                for (p, n) in state.staged {
+                    alloc.release(p, n);
+                }
                 drop(alloc);
                 self.recount_dirty();
                 drop(other);
-                if state.failed {
+                if let Some(e) = merge_err {
+                    Err(e)
+                } else if state.failed {
                     Err(Error::InvalidArgument(
                         "the bulk write failed and was rolled back".into(),
                     ))
@@ -1014,6 +1154,7 @@ impl Actor for CollActor {
             }
             CollMsg::BulkBegin { reply } => reply.send(self.bulk_begin().await),
             CollMsg::BulkChunk { ops, reply } => reply.send(self.bulk_chunk(ops).await),
+            CollMsg::BulkStage { ops, reply } => reply.send(self.bulk_stage(ops).await),
             CollMsg::BulkEnd {
                 commit,
                 guard,

@@ -15,6 +15,7 @@
 pub mod alloc;
 pub mod collection;
 pub mod pagefile;
+mod scratch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -301,7 +302,8 @@ impl EngineInner {
             let epoch = self.epoch.load_full();
             alloc.defer(&epoch, freed);
             // The free list's own pages come out of the free space they describe: take
-            // pages until the list (without them) fits in them.
+            // pages until the list (without them) fits in them. Taking a page shrinks or
+            // removes a run, never adds one, so this ends after a round or two.
             let mut free_ids: Vec<u64> = Vec::new();
             let free_runs = loop {
                 let runs = alloc.persisted_free();
@@ -309,7 +311,9 @@ impl EngineInner {
                 if free_ids.len() >= need {
                     break runs;
                 }
-                free_ids.push(alloc.alloc(1));
+                for _ in free_ids.len()..need {
+                    free_ids.push(alloc.alloc(1));
+                }
             };
             let mut free_pages = catalog::encode_freelist(&free_runs, limits.capacity);
             free_pages.resize_with(free_ids.len(), || {
@@ -699,6 +703,24 @@ impl BulkWrite {
         self.coll
             .actor
             .ask(|reply| CollMsg::BulkChunk { ops, reply })
+            .await?
+    }
+
+    /// Stages a part of key ops (put, delete, set, unset; others are refused): applied at
+    /// [`BulkWrite::commit`], after every pushed part, in key order (for one key, the
+    /// last staged op wins). Each part is sorted and, once another follows, written to
+    /// scratch pages of the data file, so a bulk write larger than memory is an external
+    /// merge sort: the commit reads the runs back a few pages at a time and merges them
+    /// into the tree, touching each leaf once. No result per op (use [`BulkWrite::push`]
+    /// for those). A later push first applies what was staged.
+    ///
+    /// # Cancel safety
+    /// Dropping the future after the part was sent does not withdraw it.
+    pub async fn stage(&mut self, ops: Vec<Op>) -> Result<()> {
+        self.coll.check_sizes(&ops)?;
+        self.coll
+            .actor
+            .ask(|reply| CollMsg::BulkStage { ops, reply })
             .await?
     }
 
@@ -1307,6 +1329,12 @@ impl Engine {
     pub async fn checkpoint(&self) -> Result<()> {
         self.inner.check_open()?;
         self.inner.checkpoint().await
+    }
+
+    /// True once a failed checkpoint or log write made the engine refuse writes (until the
+    /// database is reopened, which recovers from the superblock and log in force).
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poisoned.load(Ordering::Acquire) || self.inner.wal.is_poisoned()
     }
 
     /// Counters.

@@ -133,6 +133,42 @@ impl PageFile {
         Ok(buf.slice(at..at + h.payload_len as usize))
     }
 
+    /// Reads `n` consecutive scratch pages from `first` in one read; returns their payloads.
+    pub async fn read_scratch(&self, first: u64, n: u64) -> Result<Vec<Bytes>> {
+        let ps = self.limits.page_size;
+        let offset = first * ps as u64;
+        if first < 2 || first + n > self.end.load(Ordering::Acquire) {
+            return Err(Error::Corruption {
+                file: self.path.clone(),
+                offset,
+                what: format!("scratch pages {first}+{n} outside the file's pages"),
+            });
+        }
+        let buf = self.file.read_at(offset, n as usize * ps).await?;
+        self.reads.fetch_add(n, Ordering::Relaxed);
+        let mut out = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let at = i as usize * ps;
+            let page = buf.slice(at..at + ps);
+            let (h, payload) = decode_page(&page, first + i)
+                .map_err(|e| corrupt(&self.path, offset + at as u64, e))?;
+            if h.kind != fmt::KIND_SCRATCH {
+                return Err(corrupt(
+                    &self.path,
+                    offset + at as u64,
+                    FormatError::Mismatch {
+                        field: "page kind",
+                        expected: fmt::KIND_SCRATCH.into(),
+                        found: h.kind.into(),
+                    },
+                ));
+            }
+            let start = payload.as_ptr() as usize - page.as_ptr() as usize;
+            out.push(page.slice(start..start + h.payload_len as usize));
+        }
+        Ok(out)
+    }
+
     /// Writes pages (not synced) stamped with `lsn`.
     pub async fn write_pages(&self, pages: &[PageWrite], lsn: u64) -> Result<()> {
         if pages.is_empty() {

@@ -252,7 +252,11 @@ where
 pub fn run<E: Engine>(w: &Workload, dir: &Path) -> Result<EngineReport> {
     w.validate()?;
     let name = E::NAME;
-    let log = |msg: String| eprintln!("[{name}] {msg}");
+    // Each progress line carries the peak RSS so far, to see which phase sets it.
+    let log = |msg: String| {
+        let hwm = proc_stats::status_kib("VmHWM").map(mib).unwrap_or(f64::NAN);
+        eprintln!("[{name}] {msg} (peak RSS so far {hwm:.0} MiB)")
+    };
     let mut values: BTreeMap<String, f64> = BTreeMap::new();
     let mut put = |k: &str, v: f64| {
         values.insert(k.to_string(), v);

@@ -27,6 +27,9 @@ pub const KIND_LEAF: u8 = 1;
 pub const KIND_INTERIOR: u8 = 2;
 /// Page kind of an overflow page.
 pub const KIND_OVERFLOW: u8 = 3;
+/// Page kind of a scratch page: a sorted run of a bulk write in progress, referenced by
+/// nothing on disk (a crash leaves it as free space).
+pub const KIND_SCRATCH: u8 = 6;
 /// The longest key a node can hold.
 pub const MAX_KEY_LEN: usize = u16::MAX as usize;
 
