@@ -1106,7 +1106,7 @@ async fn bulk_write(
     for part in ops.chunks(ops.len().div_ceil(4)) {
         bulk.stage(part.to_vec()).await?;
     }
-    bulk.commit().await
+    bulk.commit().await.map(|_| ())
 }
 
 fn bulk_write_under_faults(staged: bool) {

@@ -1,66 +1,77 @@
-//! Large batches of inserts in bounded memory, shared by the map and the set.
+//! Large batches of key ops in bounded memory, shared by the map and the set.
 
 use bytes::BytesMut;
-use persistx_actors::engine::{Collection, Op};
+use persistx_actors::engine::{Collection, Op, OpResult};
 
 use crate::error::Result;
 
-/// Bytes of encoded pairs sent at a time: a batch that fits is one logged write; a larger
+/// Bytes of encoded ops sent at a time: a batch that fits is one logged write; a larger
 /// one becomes a bulk write staged in windows of this size (sorted runs on scratch pages,
 /// merged into the tree at commit).
-const INSERT_WINDOW: usize = 16 << 20;
+const WINDOW_BYTES: usize = 16 << 20;
+/// Ops sent at a time (bounds the per-op overhead of a window of small ops).
+const WINDOW_OPS: usize = 1 << 16;
 
-/// Inserts every encoded `(key, value)` pair in one atomic commit (the last pair of a key
-/// wins). Memory holds one window of pairs at a time, whatever the batch's size.
-pub(crate) async fn insert_encoded(
+/// One key op, encoded: a value sets the key, `None` removes it.
+pub(crate) type Encoded = (Vec<u8>, Option<Vec<u8>>);
+
+/// Applies every encoded op in one atomic commit (for one key the last op wins); returns
+/// how many found their key present. Memory holds one window at a time, whatever the
+/// batch's size.
+pub(crate) async fn write_encoded(
     coll: &Collection,
-    pairs: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
-) -> Result<()> {
-    let mut pairs = pairs;
-    let Some((ops, more)) = encode_window(&mut pairs)? else {
-        return Ok(());
+    ops: impl Iterator<Item = Result<Encoded>>,
+) -> Result<u64> {
+    let mut ops = ops;
+    let Some((first, more)) = window(&mut ops)? else {
+        return Ok(0);
     };
     if !more {
-        coll.write(ops).await?;
-        return Ok(());
+        let results = coll.write(first).await?;
+        return Ok(results
+            .iter()
+            .filter(|r| matches!(r, OpResult::Existed(true)))
+            .count() as u64);
     }
     let mut bulk = coll.bulk().await?;
-    bulk.stage(ops).await?;
-    while let Some((ops, _)) = encode_window(&mut pairs)? {
-        bulk.stage(ops).await?;
+    bulk.stage(first).await?;
+    while let Some((part, _)) = window(&mut ops)? {
+        bulk.stage(part).await?;
     }
-    bulk.commit().await?;
-    Ok(())
+    Ok(bulk.commit().await?)
 }
 
-/// Packs pairs until [`INSERT_WINDOW`] bytes; `None` when there are none left, else the ops
-/// and whether pairs remain. Keys and values go into shared 64 KiB buffers (two allocations
-/// per pair would fragment the heap of a large load).
-fn encode_window(
-    pairs: &mut impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
-) -> Result<Option<(Vec<Op>, bool)>> {
-    let mut ops = Vec::new();
+/// Packs ops until a window is full; `None` when there are none left, else the ops and
+/// whether more remain. Keys and values go into shared 64 KiB buffers (two allocations per
+/// op would fragment the heap of a large load).
+fn window(ops: &mut impl Iterator<Item = Result<Encoded>>) -> Result<Option<(Vec<Op>, bool)>> {
+    let mut out = Vec::new();
     let mut buf = BytesMut::new();
     let mut size = 0usize;
     let mut more = false;
-    for pair in pairs.by_ref() {
-        let (key, val) = pair?;
-        if buf.capacity() - buf.len() < key.len() + val.len() {
-            buf.reserve((key.len() + val.len()).max(64 << 10));
+    for op in ops.by_ref() {
+        let (key, val) = op?;
+        let len = key.len() + val.as_ref().map_or(0, Vec::len);
+        if buf.capacity() - buf.len() < len {
+            buf.reserve(len.max(64 << 10));
         }
-        size += key.len() + val.len() + 64;
+        size += len + 64;
         buf.extend_from_slice(&key);
         let kb = buf.split().freeze();
-        buf.extend_from_slice(&val);
-        let vb = buf.split().freeze();
-        ops.push(Op::Set(kb, vb));
-        if size >= INSERT_WINDOW {
+        out.push(match val {
+            Some(val) => {
+                buf.extend_from_slice(&val);
+                Op::Set(kb, buf.split().freeze())
+            }
+            None => Op::Unset(kb),
+        });
+        if size >= WINDOW_BYTES || out.len() >= WINDOW_OPS {
             more = true;
             break;
         }
     }
-    if ops.is_empty() {
+    if out.is_empty() {
         return Ok(None);
     }
-    Ok(Some((ops, more)))
+    Ok(Some((out, more)))
 }

@@ -309,27 +309,21 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         let (codec, version) = (self.format.codec, self.format.version);
         let pairs = pairs.into_iter().map(|(k, v)| {
             let val = value::encode(&v, codec, version).map_err(|e| value_err(self.name(), e))?;
-            Ok((key::encode(&k), val))
+            Ok((key::encode(&k), Some(val)))
         });
-        crate::batch::insert_encoded(&self.coll, pairs).await
+        crate::batch::write_encoded(&self.coll, pairs).await?;
+        Ok(())
     }
 
-    /// Removes every key in one atomic commit; returns how many were present.
+    /// Removes every key in one atomic commit; returns how many were present. Memory stays
+    /// bounded however many keys (as [`PersistentMap::insert_many`]).
     pub async fn remove_many<'a>(&self, keys: impl IntoIterator<Item = &'a K>) -> Result<u64>
     where
         K: 'a,
     {
-        let ops: Vec<Op> = keys
-            .into_iter()
-            .map(|k| Op::Unset(Bytes::from(key::encode(k))))
-            .collect();
-        if ops.is_empty() {
-            return Ok(0);
-        }
-        let r = self.coll.write(ops).await?;
-        Ok(r.iter()
-            .filter(|r| matches!(r, OpResult::Existed(true)))
-            .count() as u64)
+        // Windows as insert_many: memory stays bounded however many keys.
+        let ops = keys.into_iter().map(|k| Ok((key::encode(k), None)));
+        crate::batch::write_encoded(&self.coll, ops).await
     }
 
     /// Removes and returns the first entry (atomically).

@@ -244,8 +244,11 @@ impl<T: Key> PersistentSet<T> {
     /// Adds every item in one atomic commit, in bounded memory however many there are (as
     /// [`crate::PersistentMap::insert_many`]).
     pub async fn insert_many(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
-        let pairs = items.into_iter().map(|i| Ok((key::encode(&i), Vec::new())));
-        crate::batch::insert_encoded(&self.coll, pairs).await
+        let pairs = items
+            .into_iter()
+            .map(|i| Ok((key::encode(&i), Some(Vec::new()))));
+        crate::batch::write_encoded(&self.coll, pairs).await?;
+        Ok(())
     }
 
     /// True if `item` is a member.

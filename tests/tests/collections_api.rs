@@ -168,6 +168,58 @@ fn map_methods_and_reopen() {
     });
 }
 
+/// Batches larger than one window (65,536 ops or 16 MiB) become staged bulk writes: sorted
+/// runs on scratch pages merged at commit. Same answers as a model, duplicates resolved in
+/// order, counts right, nothing left on scratch pages.
+#[test]
+fn batches_larger_than_a_window() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder()
+            .cache_size(8 << 20)
+            .open(dir.path())
+            .await
+            .unwrap();
+        let m: PersistentMap<u32, Vec<u8>> = db.map("big").await.unwrap();
+        let mut model = BTreeMap::new();
+        // 150,000 pairs in scattered order; keys below 10,000 come twice (the last wins).
+        let pairs: Vec<(u32, Vec<u8>)> = (0..150_000u32)
+            .map(|i| {
+                let k = i.wrapping_mul(2_654_435_761) % 140_000;
+                (k, format!("{i}").into_bytes())
+            })
+            .chain((0..10_000u32).map(|k| (k, b"second".to_vec())))
+            .collect();
+        for (k, v) in &pairs {
+            model.insert(*k, v.clone());
+        }
+        m.insert_many(pairs).await.unwrap();
+        assert_eq!(m.len(), model.len() as u64);
+        // Remove 100,000 keys, a third of them absent.
+        let doomed: Vec<u32> = (0..100_000u32).map(|i| i * 2 + 1).collect();
+        let present = doomed.iter().filter(|k| model.contains_key(k)).count() as u64;
+        assert_eq!(m.remove_many(doomed.iter()).await.unwrap(), present);
+        for k in &doomed {
+            model.remove(k);
+        }
+        let s: PersistentSet<u64> = db.set("members").await.unwrap();
+        s.insert_many((0..80_000u64).rev()).await.unwrap();
+        assert_eq!(s.len(), 80_000);
+        db.close().await.unwrap();
+        let db = Database::open(dir.path()).await.unwrap();
+        let m: PersistentMap<u32, Vec<u8>> = db.map("big").await.unwrap();
+        let got: Vec<(u32, Vec<u8>)> = m.iter().try_collect().await.unwrap();
+        let want: Vec<(u32, Vec<u8>)> = model.into_iter().collect();
+        assert!(got == want, "{} entries, want {}", got.len(), want.len());
+        let s: PersistentSet<u64> = db.set("members").await.unwrap();
+        let members: Vec<u64> = s.iter().try_collect().await.unwrap();
+        assert!(members.iter().copied().eq(0..80_000u64));
+        let report = db.verify().await.unwrap();
+        assert_eq!(report.leaked_pages, 0, "{report:?}");
+        db.close().await.unwrap();
+    });
+}
+
 #[test]
 fn set_and_list_methods() {
     rt().block_on(async {

@@ -166,7 +166,7 @@ pub(crate) enum CollMsg {
     BulkEnd {
         commit: bool,
         guard: OwnedMutexGuard<CkptState>,
-        reply: Reply<Result<()>>,
+        reply: Reply<Result<u64>>,
     },
     Freeze {
         reply: Reply<Frozen>,
@@ -249,6 +249,8 @@ pub(crate) struct BulkState {
     staged: Vec<(u64, u64)>,
     /// The last staged part, sorted, not yet written as a run.
     staged_mem: Option<Vec<Op>>,
+    /// Staged ops applied so far whose key was present.
+    existed: u64,
 }
 
 pub(crate) struct CollActor {
@@ -268,6 +270,14 @@ pub(crate) struct CollActor {
 /// The most bytes of log record one batch writes before the batch is split; larger single
 /// writes take the bulk path.
 pub(crate) const RECORD_SPLIT: usize = 16 << 20;
+
+/// How many results say the key was present.
+fn existed(results: &[OpResult]) -> u64 {
+    results
+        .iter()
+        .filter(|r| matches!(r, OpResult::Existed(true) | OpResult::Old(Some(_))))
+        .count() as u64
+}
 
 /// Ops a bulk write applies between checks of its dirty nodes.
 const BULK_STEP: usize = 4096;
@@ -727,6 +737,7 @@ impl CollActor {
             failed: false,
             staged: Vec::new(),
             staged_mem: None,
+            existed: 0,
         });
         Ok(())
     }
@@ -907,12 +918,14 @@ impl CollActor {
             }
             heads[i] = next;
             if chunk.len() == BULK_STEP {
-                self.bulk_step(&chunk, state).await?;
+                let results = self.bulk_step(&chunk, state).await?;
+                state.existed += existed(&results);
                 chunk.clear();
             }
         }
         if !chunk.is_empty() {
-            self.bulk_step(&chunk, state).await?;
+            let results = self.bulk_step(&chunk, state).await?;
+            state.existed += existed(&results);
         }
         Ok(())
     }
@@ -920,7 +933,7 @@ impl CollActor {
     /// Ends a bulk write: with the checkpoint lock's guard and no failure, makes it durable
     /// with a checkpoint and publishes it; else rolls it back. Then applies the writes
     /// that waited.
-    async fn bulk_end(&mut self, commit: Option<OwnedMutexGuard<CkptState>>) -> Result<()> {
+    async fn bulk_end(&mut self, commit: Option<OwnedMutexGuard<CkptState>>) -> Result<u64> {
         let Some(state) = self.bulk.take() else {
             return Err(Error::InvalidArgument("no bulk write in progress".into()));
         };
@@ -934,7 +947,7 @@ impl CollActor {
             merge_err = Some(e);
         }
         let result = match commit {
-            Some(guard) if !state.failed => self.bulk_commit(guard).await,
+            Some(guard) if !state.failed => self.bulk_commit(guard).await.map(|()| state.existed),
             other => {
                 self.working = state.saved_root;
                 self.freed.truncate(state.saved_freed);
@@ -958,7 +971,7 @@ impl CollActor {
                         "the bulk write failed and was rolled back".into(),
                     ))
                 } else {
-                    Ok(())
+                    Ok(0)
                 }
             }
         };

@@ -724,11 +724,13 @@ impl BulkWrite {
             .await?
     }
 
-    /// Makes every part durable (one checkpoint) and visible, atomically.
+    /// Makes every part durable (one checkpoint) and visible, atomically. Returns how many
+    /// staged ops found their key present when applied (for staged removals: how many
+    /// keys were removed).
     ///
     /// # Cancel safety
     /// Dropping the future after the request was sent lets the commit finish.
-    pub async fn commit(mut self) -> Result<()> {
+    pub async fn commit(mut self) -> Result<u64> {
         let Some(guard) = self.guard.take() else {
             return Err(Error::Closed);
         };
@@ -747,7 +749,7 @@ impl Drop for BulkWrite {
     fn drop(&mut self) {
         if let Some(guard) = self.guard.take() {
             // Roll back; the lock is released once the actor has done so.
-            let (reply_tx, _) = persistx_runtime::Reply::<Result<()>>::detached();
+            let (reply_tx, _) = persistx_runtime::Reply::<Result<u64>>::detached();
             let msg = CollMsg::BulkEnd {
                 commit: false,
                 guard,
@@ -1561,10 +1563,29 @@ async fn checkpointer(inner: Weak<EngineInner>) {
             continue;
         }
         let trigger = e.trigger.clone();
+        let dirty = e.dirty_nodes.load(Ordering::Relaxed);
         drop(e);
-        let _ = tokio::time::timeout(Duration::from_millis(500), trigger.notified()).await;
+        let timed_out = tokio::time::timeout(IDLE_CHECKPOINT, trigger.notified())
+            .await
+            .is_err();
+        // No writes for a while, dirty nodes left: write them now, so that the next burst
+        // of writes finds the whole dirty budget free (and recovery has less log to replay).
+        if timed_out
+            && dirty > 0
+            && let Some(e) = inner.upgrade()
+            && e.dirty_nodes.load(Ordering::Relaxed) == dirty
+            && !e.closed.load(Ordering::Acquire)
+            && !e.poisoned.load(Ordering::Acquire)
+            && let Err(err) = e.checkpoint().await
+        {
+            tracing::error!(error = %err, "idle checkpoint failed");
+        }
     }
 }
+
+/// Time without writes after which the checkpointer writes the dirty nodes left below the
+/// thresholds.
+const IDLE_CHECKPOINT: Duration = Duration::from_millis(200);
 
 async fn read_superblock(file: &dyn persistx_io::File, path: &Path) -> Result<(u32, Superblock)> {
     let len = persistx_io::format::superblock::SUPERBLOCK_LEN;
