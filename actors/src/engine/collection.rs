@@ -984,9 +984,14 @@ impl CollActor {
 
     async fn bulk_commit(&mut self, guard: OwnedMutexGuard<CkptState>) -> Result<()> {
         self.seq += 1;
+        // The tree holds every record this collection logged (the bulk write began once
+        // all were published): its checkpoint LSN must not be below the last one, or
+        // recovery would replay them over it. At `Durability::Eventual` or `None` the
+        // log's durable LSN can still be below that record.
+        let last_logged = self.shared.published.load().lsn;
         let version = Arc::new(Version {
             root: self.working.clone(),
-            lsn: 0,
+            lsn: last_logged,
             seq: self.seq,
             _epoch: self.engine.epoch.load_full(),
             pinned: Default::default(),
