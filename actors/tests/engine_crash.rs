@@ -725,7 +725,11 @@ fn crash_during_checkpoint() {
     let count = env_u64("PERSISTX_ENGINE_CRASH_WORKLOADS", 10);
     let rt = rt();
     for seed in start..start + count {
-        let w = Workload::new(seed);
+        // Every write before the checkpoint must survive it: durable when acknowledged.
+        let w = Workload {
+            durability: Durability::Immediate,
+            ..Workload::new(seed)
+        };
         let clean = SimDisk::new();
         let (first, last) = rt.block_on(async {
             let (db, _, _) = before_checkpoint(&clean, &w).await;
@@ -786,7 +790,11 @@ fn fault_during_checkpoint() {
     let count = env_u64("PERSISTX_ENGINE_CRASH_WORKLOADS", 10);
     let rt = rt();
     for seed in start..start + count {
-        let w = Workload::new(seed);
+        // Every write before the checkpoint must survive it: durable when acknowledged.
+        let w = Workload {
+            durability: Durability::Immediate,
+            ..Workload::new(seed)
+        };
         let clean = SimDisk::new();
         let (first, last) = rt.block_on(async {
             let (db, _, _) = before_checkpoint(&clean, &w).await;

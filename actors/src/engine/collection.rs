@@ -1068,9 +1068,21 @@ impl CollActor {
             self.freed.push((tag, run));
         }
         let cur = self.shared.published.load_full();
-        let mut root = cur.root.clone();
-        let mut hit2 = HashSet::new();
-        tree::swizzle(&mut root, map, &mut hit2);
+        let root = if cur.seq == self.seq {
+            // The published version is the working tree's state: publish the swizzled
+            // working tree itself. Swizzling a copy would give the two trees different
+            // node identities; the next checkpoint (which flushes the published version
+            // and matches written nodes by identity) would then not clean the working
+            // tree's copies, and would count the pages it wrote for the published ones as
+            // unreached and free them while the published version still used them.
+            self.working.clone()
+        } else {
+            // An older version (a bulk write about to publish its own): swizzled as well,
+            // for readers until then; the pages only it reaches stay held by its epoch.
+            let mut root = cur.root.clone();
+            tree::swizzle(&mut root, map, &mut HashSet::new());
+            root
+        };
         let v = Arc::new(Version {
             root,
             lsn: cur.lsn,
