@@ -91,6 +91,15 @@ pub enum Error {
     /// A bad argument (e.g. an option out of range). Nothing was changed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A bulk write failed part way and was rolled back: nothing of it is visible or
+    /// durable, the pages it wrote are free again, and the collection takes writes.
+    #[error("the bulk write to collection {collection:?} was rolled back: {cause}")]
+    RolledBack {
+        /// The collection.
+        collection: String,
+        /// What failed (an I/O error, damage found while reading, a refused part).
+        cause: Box<Error>,
+    },
     /// The log was closed; the request was not applied.
     #[error("the write-ahead log is closed")]
     Closed,

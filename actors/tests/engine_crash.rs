@@ -317,9 +317,9 @@ async fn run(disk: &SimDisk, w: &Workload, check_answers: bool) -> Outcome {
                     }
                     Err(e) => {
                         failure = format!("a write of {} ops to {}: {e}", ops.len(), w.names[*c]);
-                        if matches!(e, persistx_actors::Error::InvalidArgument(_)) {
-                            // Rejected and rolled back (a bulk write whose spill failed):
-                            // known not applied, and the collection stays usable.
+                        if matches!(e, persistx_actors::Error::RolledBack { .. }) {
+                            // Rolled back (a bulk write whose spill failed): known not
+                            // applied, and the collection stays usable.
                             out.issued -= 1;
                         } else {
                             stuck = vec![*c];
@@ -1286,6 +1286,17 @@ fn bulk_write_under_faults(staged: bool) {
             // A rolled-back bulk write gives its spilled and scratch pages back at once
             // (a failed checkpoint instead poisons the engine).
             if !db.is_poisoned() {
+                // The error says it was rolled back and names the I/O failure (a staged
+                // part that failed answers the failure itself; dropping the bulk write
+                // then rolls it back).
+                match &r {
+                    Err(persistx_actors::Error::RolledBack { cause, .. }) => assert!(
+                        matches!(**cause, persistx_actors::Error::Io(_)),
+                        "{ctx}: rolled back for {cause}, not the injected I/O fault"
+                    ),
+                    Err(persistx_actors::Error::Io(_)) if staged => {}
+                    other => panic!("{ctx}: a failed bulk write answered {other:?}"),
+                }
                 check_verify(&db, &format!("{ctx}, rolled back")).await;
             }
             drop(c);

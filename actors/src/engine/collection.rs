@@ -243,8 +243,8 @@ pub(crate) struct BulkState {
     saved_freed: usize,
     /// Pages written by spills: first page -> count.
     spilled: HashMap<u64, u64>,
-    /// A part failed: the bulk write can only be rolled back.
-    failed: bool,
+    /// The first failure of a part: the bulk write can only be rolled back.
+    failed: Option<Error>,
     /// Staged runs on scratch pages (first page, count), in staging order.
     staged: Vec<(u64, u64)>,
     /// The last staged part, sorted, not yet written as a run.
@@ -709,10 +709,8 @@ impl CollActor {
                 self.bulk_end(Some(guard)).await?;
                 Ok(results)
             }
-            Err(e) => {
-                self.bulk_end(None).await?;
-                Err(e)
-            }
+            // Rolled back: the error says so and carries the cause.
+            Err(e) => Err(self.bulk_end(None).await.err().unwrap_or(e)),
         }
     }
 
@@ -734,7 +732,7 @@ impl CollActor {
             saved_root: self.working.clone(),
             saved_freed: self.freed.len(),
             spilled: HashMap::new(),
-            failed: false,
+            failed: None,
             staged: Vec::new(),
             staged_mem: None,
             existed: 0,
@@ -750,15 +748,15 @@ impl CollActor {
             return Err(Error::InvalidArgument("no bulk write in progress".into()));
         };
         let r = self.bulk_apply(ops, &mut state).await;
-        if r.is_err() {
-            state.failed = true;
+        if let Err(e) = &r {
+            state.failed.get_or_insert_with(|| e.clone());
         }
         self.bulk = Some(state);
         r
     }
 
     async fn bulk_apply(&mut self, ops: Vec<Op>, state: &mut BulkState) -> Result<Vec<OpResult>> {
-        if state.failed {
+        if state.failed.is_some() {
             return Err(Error::InvalidArgument(
                 "an earlier part of this bulk write failed; it can only be dropped".into(),
             ));
@@ -826,15 +824,15 @@ impl CollActor {
             return Err(Error::InvalidArgument("no bulk write in progress".into()));
         };
         let r = self.stage_into(&mut ops, &mut state).await;
-        if r.is_err() {
-            state.failed = true;
+        if let Err(e) = &r {
+            state.failed.get_or_insert_with(|| e.clone());
         }
         self.bulk = Some(state);
         r
     }
 
     async fn stage_into(&mut self, ops: &mut Vec<Op>, state: &mut BulkState) -> Result<()> {
-        if state.failed {
+        if state.failed.is_some() {
             return Err(Error::InvalidArgument(
                 "an earlier part of this bulk write failed; it can only be dropped".into(),
             ));
@@ -938,16 +936,16 @@ impl CollActor {
             return Err(Error::InvalidArgument("no bulk write in progress".into()));
         };
         let mut state = state;
-        let mut merge_err = None;
         if commit.is_some()
-            && !state.failed
+            && state.failed.is_none()
             && let Err(e) = self.merge_staged(&mut state).await
         {
-            state.failed = true;
-            merge_err = Some(e);
+            state.failed = Some(e);
         }
         let result = match commit {
-            Some(guard) if !state.failed => self.bulk_commit(guard).await.map(|()| state.existed),
+            Some(guard) if state.failed.is_none() => {
+                self.bulk_commit(guard).await.map(|()| state.existed)
+            }
             other => {
                 self.working = state.saved_root;
                 self.freed.truncate(state.saved_freed);
@@ -964,14 +962,12 @@ impl CollActor {
                 drop(alloc);
                 self.recount_dirty();
                 drop(other);
-                if let Some(e) = merge_err {
-                    Err(e)
-                } else if state.failed {
-                    Err(Error::InvalidArgument(
-                        "the bulk write failed and was rolled back".into(),
-                    ))
-                } else {
-                    Ok(0)
+                match state.failed {
+                    Some(cause) => Err(Error::RolledBack {
+                        collection: self.shared.info.name.clone(),
+                        cause: Box::new(cause),
+                    }),
+                    None => Ok(0),
                 }
             }
         };
