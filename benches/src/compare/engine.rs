@@ -61,6 +61,19 @@ pub trait Session {
     /// Inserts one pair in its own transaction and commits durably.
     fn insert_one_durable(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
 
+    /// Inserts every pair in a transaction of its own, one after the other, each committed
+    /// durably before the next starts (phases 2 and 4: one writer's commits).
+    ///
+    /// The default calls [`Session::insert_one_durable`] in a loop on the calling thread,
+    /// the natural use of a synchronous engine. An async engine may run the same loop where
+    /// its users' code runs, in a task of its runtime (still one awaited commit at a time).
+    fn insert_each_durable(&mut self, pairs: &[Pair<'_>]) -> Result<()> {
+        for (k, v) in pairs {
+            self.insert_one_durable(k, v)?;
+        }
+        Ok(())
+    }
+
     /// Inserts `pairs` in one transaction and commits durably.
     fn insert_batch_durable(&mut self, pairs: &[Pair<'_>]) -> Result<()>;
 

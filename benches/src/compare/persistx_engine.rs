@@ -8,7 +8,8 @@
 //! superblock. Concurrent writers share log writes (group commit).
 //!
 //! The engine is async: the workload's plain threads block on a tokio runtime the engine
-//! owns (two worker threads).
+//! owns (two worker threads); a writer's sequence of single commits runs as a task on it
+//! (see [`Session::insert_each_durable`]).
 
 use std::path::Path;
 
@@ -64,6 +65,28 @@ impl Session for PersistxSession<'_> {
         self.e
             .rt
             .block_on(self.e.map.insert(key.to_vec(), value.to_vec()))?;
+        Ok(())
+    }
+
+    /// The loop runs as a task on the engine's runtime, as a tokio program's writer would
+    /// (each insert is awaited, so durable, before the next starts); the calling thread
+    /// only waits for the task. The pairs are copied before the loop.
+    fn insert_each_durable(&mut self, pairs: &[Pair<'_>]) -> Result<()> {
+        let owned: Vec<(Vec<u8>, Vec<u8>)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let map = self.e.map.clone();
+        let task = self.e.rt.spawn(async move {
+            for (k, v) in owned {
+                map.insert(k, v).await?;
+            }
+            Ok::<_, persistx::Error>(())
+        });
+        self.e
+            .rt
+            .block_on(task)
+            .map_err(|e| format!("persistx writer task: {e}"))??;
         Ok(())
     }
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::Result;
 use crate::compare::dataset::{self, Dataset, Stream, hex_prefix};
-use crate::compare::engine::{Engine, Session};
+use crate::compare::engine::{Engine, Pair, Session};
 use crate::compare::proc_stats;
 use crate::compare::report::{EngineReport, point_reads_key};
 
@@ -294,12 +294,12 @@ pub fn run<E: Engine>(w: &Workload, dir: &Path) -> Result<EngineReport> {
 
     // 2. Single durable inserts.
     let mut s = engine.session()?;
+    let pairs = ds.pairs(w.singles());
     let t = Instant::now();
-    for i in w.singles() {
-        s.insert_one_durable(ds.key(i), ds.value(i))?;
-    }
+    s.insert_each_durable(&pairs)?;
     let elapsed = t.elapsed();
     drop(s);
+    drop(pairs);
     check_present(
         name,
         "phase 2 (single inserts)",
@@ -340,13 +340,16 @@ pub fn run<E: Engine>(w: &Workload, dir: &Path) -> Result<EngineReport> {
 
     // 4. Concurrent durable single inserts.
     let base = w.concurrent().start;
+    let parts: Vec<Vec<Pair<'_>>> = (0..w.writers)
+        .map(|t| {
+            let first = base + t * w.writer_commits;
+            ds.pairs(first..first + w.writer_commits)
+        })
+        .collect();
     let elapsed = timed_threads(&engine, w.writers, |t, ws| {
-        let first = base + t * w.writer_commits;
-        for i in first..first + w.writer_commits {
-            ws.insert_one_durable(ds.key(i), ds.value(i))?;
-        }
-        Ok(())
+        ws.insert_each_durable(&parts[t])
     })?;
+    drop(parts);
     check_present(
         name,
         "phase 4 (concurrent inserts)",
