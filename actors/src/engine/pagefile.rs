@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use persistx_io::format::page::{PageHeader, decode_page, encode_page};
+use persistx_io::format::page::{PageHeader, decode_page, encode_page_into};
 use persistx_io::format::superblock::{SUPERBLOCK_LEN, Superblock};
 use persistx_io::format::{FormatError, node as fmt};
 use persistx_io::{BufferPool, File, PoolStats};
@@ -190,14 +190,14 @@ impl PageFile {
                 lsn,
                 payload_len: w.payload.len() as u32,
             };
-            let bytes = encode_page(&header, &w.payload, ps);
             if !run.is_empty() && (w.page != run_next || run.len() >= 1 << 20) {
                 writes.push((run_start * ps as u64, Bytes::from(std::mem::take(&mut run))));
             }
             if run.is_empty() {
                 run_start = w.page;
             }
-            run.extend_from_slice(&bytes);
+            // Encoded straight into the run: one copy of each page, not two.
+            encode_page_into(&header, &w.payload, ps, &mut run);
             run_next = w.page + 1;
         }
         if !run.is_empty() {

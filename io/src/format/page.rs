@@ -63,6 +63,17 @@ pub struct PageHeader {
 /// If the payload does not fit or the kind is 0 (programming errors: callers size nodes to
 /// fit their pages).
 pub fn encode_page(header: &PageHeader, payload: &[u8], page_size: usize) -> Vec<u8> {
+    let mut page = Vec::with_capacity(page_size);
+    encode_page_into(header, payload, page_size, &mut page);
+    page
+}
+
+/// Appends a full page of `page_size` bytes to `out` (as [`encode_page`], without a buffer
+/// of its own: for writers that gather consecutive pages into one write).
+///
+/// # Panics
+/// As [`encode_page`].
+pub fn encode_page_into(header: &PageHeader, payload: &[u8], page_size: usize, out: &mut Vec<u8>) {
     assert!(
         header.kind != 0,
         "page kind 0 is reserved for never-written pages"
@@ -90,10 +101,10 @@ pub fn encode_page(header: &PageHeader, payload: &[u8], page_size: usize) -> Vec
         payload,
     );
     raw.crc = U32::new(crc);
-    let mut page = vec![0u8; page_size];
-    page[..PAGE_HEADER_LEN].copy_from_slice(raw.as_bytes());
-    page[PAGE_HEADER_LEN..PAGE_HEADER_LEN + payload.len()].copy_from_slice(payload);
-    page
+    let start = out.len();
+    out.extend_from_slice(raw.as_bytes());
+    out.extend_from_slice(payload);
+    out.resize(start + page_size, 0);
 }
 
 /// Checks a page read from the location of `expected_page_id` and returns its header and
@@ -167,6 +178,18 @@ pub fn decode_page(buf: &[u8], expected_page_id: u64) -> Result<(PageHeader, &[u
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn encode_into_appends_the_same_page() {
+        let (h, page) = sample();
+        let mut run = b"earlier page".to_vec();
+        encode_page_into(&h, b"node bytes", 4096, &mut run);
+        assert_eq!(run.len(), 12 + 4096);
+        assert_eq!(&run[..12], b"earlier page");
+        assert_eq!(&run[12..], &page[..]);
+        let (got, payload) = decode_page(&run[12..], 42).expect("the appended page decodes");
+        assert_eq!((got.kind, payload), (3, &b"node bytes"[..]));
+    }
 
     fn sample() -> (PageHeader, Vec<u8>) {
         let h = PageHeader {
