@@ -719,26 +719,32 @@ async fn before_checkpoint(disk: &SimDisk, w: &Workload) -> (Engine, Vec<Collect
     (db, colls, state)
 }
 
+/// The workload of `seed` at `Durability::Immediate` (every write before the checkpoint must
+/// survive it) and the I/O operations `first..=last` of its checkpoint on a clean disk.
+fn checkpoint_io_range(rt: &tokio::runtime::Runtime, seed: u64) -> (Workload, u64, u64) {
+    let w = Workload {
+        durability: Durability::Immediate,
+        ..Workload::new(seed)
+    };
+    let clean = SimDisk::new();
+    let (first, last) = rt.block_on(async {
+        let (db, _, _) = before_checkpoint(&clean, &w).await;
+        let first = clean.ops() + 1;
+        db.checkpoint().await.unwrap();
+        let last = clean.ops();
+        db.close().await.unwrap();
+        (first, last)
+    });
+    (w, first, last)
+}
+
 #[test]
 fn crash_during_checkpoint() {
     let start = env_u64("PERSISTX_ENGINE_CRASH_SEED", 0);
     let count = env_u64("PERSISTX_ENGINE_CRASH_WORKLOADS", 10);
     let rt = rt();
     for seed in start..start + count {
-        // Every write before the checkpoint must survive it: durable when acknowledged.
-        let w = Workload {
-            durability: Durability::Immediate,
-            ..Workload::new(seed)
-        };
-        let clean = SimDisk::new();
-        let (first, last) = rt.block_on(async {
-            let (db, _, _) = before_checkpoint(&clean, &w).await;
-            let first = clean.ops() + 1;
-            db.checkpoint().await.unwrap();
-            let last = clean.ops();
-            db.close().await.unwrap();
-            (first, last)
-        });
+        let (w, first, last) = checkpoint_io_range(&rt, seed);
         assert!(last >= first, "seed {seed}: the checkpoint did no I/O");
         for n in first..=last + 1 {
             let disk = SimDisk::new();
@@ -790,20 +796,7 @@ fn fault_during_checkpoint() {
     let count = env_u64("PERSISTX_ENGINE_CRASH_WORKLOADS", 10);
     let rt = rt();
     for seed in start..start + count {
-        // Every write before the checkpoint must survive it: durable when acknowledged.
-        let w = Workload {
-            durability: Durability::Immediate,
-            ..Workload::new(seed)
-        };
-        let clean = SimDisk::new();
-        let (first, last) = rt.block_on(async {
-            let (db, _, _) = before_checkpoint(&clean, &w).await;
-            let first = clean.ops() + 1;
-            db.checkpoint().await.unwrap();
-            let last = clean.ops();
-            db.close().await.unwrap();
-            (first, last)
-        });
+        let (w, first, last) = checkpoint_io_range(&rt, seed);
         for n in first..=last {
             let disk = SimDisk::new();
             rt.block_on(async {
