@@ -23,7 +23,7 @@ pub struct Cursor {
 
 fn leaf_len(node: &Node) -> usize {
     match node {
-        Node::Leaf(l) => l.keys.len(),
+        Node::Leaf(l) => l.len(),
         Node::Interior(_) => 0,
     }
 }
@@ -54,7 +54,7 @@ impl Cursor {
                 Node::Leaf(l) => {
                     let gap = match bound {
                         Bound::Unbounded if lower => 0,
-                        Bound::Unbounded => l.keys.len(),
+                        Bound::Unbounded => l.len(),
                         Bound::Included(k) if lower => l.rank(k, false),
                         Bound::Included(k) => l.rank(k, true),
                         Bound::Excluded(k) if lower => l.rank(k, true),
@@ -85,9 +85,9 @@ impl Cursor {
     pub async fn next(&mut self, src: &dyn PageSource) -> Result<Option<(Bytes, Val)>> {
         loop {
             if let Node::Leaf(l) = &*self.leaf
-                && self.gap < l.keys.len()
+                && self.gap < l.len()
             {
-                let e = (l.keys[self.gap].clone(), l.vals[self.gap].clone());
+                let e = (l.key_bytes(self.gap), l.val(self.gap));
                 self.gap += 1;
                 return Ok(Some(e));
             }
@@ -104,7 +104,7 @@ impl Cursor {
                 && self.gap > 0
             {
                 self.gap -= 1;
-                return Ok(Some((l.keys[self.gap].clone(), l.vals[self.gap].clone())));
+                return Ok(Some((l.key_bytes(self.gap), l.val(self.gap))));
             }
             if !self.step(src, false).await? {
                 return Ok(None);

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 pub use cursor::Cursor;
-pub use node::{Child, Interior, Leaf, Node, Ptr, TreeLimits, Val};
+pub use node::{Child, Interior, Leaf, Node, Ptr, TreeLimits, Val, ValRef};
 
 use crate::error::Result;
 
@@ -116,7 +116,7 @@ pub async fn get(src: &dyn PageSource, root: &Child, key: &[u8]) -> Result<Optio
         let next = match &*node {
             Node::Leaf(l) => {
                 return Ok(match l.find(key) {
-                    Ok(i) => Some(l.vals[i].clone()),
+                    Ok(i) => Some(l.val(i)),
                     Err(_) => None,
                 });
             }
@@ -138,10 +138,9 @@ pub async fn get_with<R>(
     loop {
         let next = match &*node {
             Node::Leaf(l) => match l.find(key) {
-                Ok(i) => match &l.vals[i] {
-                    Val::Inline(b) => return Ok(Some(f(b))),
-                    Val::Overflow { len, first_page } => {
-                        let (len, first_page) = (*len, *first_page);
+                Ok(i) => match l.value(i) {
+                    ValRef::Inline(b) => return Ok(Some(f(b))),
+                    ValRef::Overflow { len, first_page } => {
                         drop(node);
                         let bytes = src.overflow(first_page, len).await?;
                         return Ok(Some(f(&bytes)));
@@ -169,7 +168,7 @@ pub async fn nth(
         let next = match &*node {
             Node::Leaf(l) => {
                 let i = index as usize;
-                return Ok(l.keys.get(i).map(|k| (k.clone(), l.vals[i].clone())));
+                return Ok((i < l.len()).then(|| (l.key_bytes(i), l.val(i))));
             }
             Node::Interior(int) => {
                 let mut found = None;
@@ -235,10 +234,10 @@ fn best_split(sizes: &[usize], min_side: usize) -> usize {
 /// Splits an overfull node in two; `hint` is the index that was just inserted (so
 /// ascending or descending inserts leave full nodes behind). Returns the separator and
 /// the new right node.
-fn split(node: &mut Node, hint: usize, limits: &TreeLimits) -> (Bytes, Node) {
+fn split(node: &mut Node, hint: usize) -> (Bytes, Node) {
     match node {
         Node::Leaf(l) => {
-            let n = l.keys.len();
+            let n = l.len();
             // Appending (or prepending): the full side keeps about 90% of the entries, so
             // a few later inserts fit without splitting it again.
             let k = if hint + 1 == n {
@@ -246,20 +245,11 @@ fn split(node: &mut Node, hint: usize, limits: &TreeLimits) -> (Bytes, Node) {
             } else if hint == 0 {
                 (n / 10).max(1)
             } else {
-                let sizes: Vec<usize> = l
-                    .keys
-                    .iter()
-                    .zip(&l.vals)
-                    .map(|(k, v)| limits.leaf_entry_len(k, v))
-                    .collect();
+                let sizes: Vec<usize> = (0..n).map(|i| l.entry_len(i)).collect();
                 best_split(&sizes, 1)
             };
-            let right = Leaf {
-                keys: l.keys.split_off(k),
-                vals: l.vals.split_off(k),
-                prefix: None,
-            };
-            (right.keys[0].clone(), Node::Leaf(right))
+            let right = l.split_off(k);
+            (right.key_bytes(0), Node::Leaf(right))
         }
         Node::Interior(int) => {
             // Each half keeps at least two children.
@@ -305,15 +295,14 @@ fn insert_rec<'a>(
         let limits = *ctx.src.limits();
         let node = make_dirty(ctx, child).await?;
         let (old, hint) = match node {
-            Node::Leaf(l) => match l.keys.binary_search_by(|k| k.as_ref().cmp(&key)) {
+            Node::Leaf(l) => match l.find(&key) {
                 Ok(i) => {
-                    let old = std::mem::replace(&mut l.vals[i], val);
+                    let old = l.replace(i, val, &limits);
                     ctx.free_val(&old);
                     (Some(old), i)
                 }
                 Err(i) => {
-                    l.keys.insert(i, key);
-                    l.vals.insert(i, val);
+                    l.insert(i, &key, val, &limits);
                     (None, i)
                 }
             },
@@ -331,8 +320,8 @@ fn insert_rec<'a>(
                 (below.old, i)
             }
         };
-        let split = if node.encoded_len(&limits) > limits.capacity {
-            let (sep, right) = split(node, hint, &limits);
+        let split = if node.encoded_len() > limits.capacity {
+            let (sep, right) = split(node, hint);
             ctx.dirtied += 1;
             let count = right.count();
             Some((
@@ -391,10 +380,9 @@ fn remove_rec<'a>(
         let limits = *ctx.src.limits();
         let node = make_dirty(ctx, child).await?;
         let old = match node {
-            Node::Leaf(l) => match l.keys.binary_search_by(|k| k.as_ref().cmp(key)) {
+            Node::Leaf(l) => match l.find(key) {
                 Ok(i) => {
-                    l.keys.remove(i);
-                    let old = l.vals.remove(i);
+                    let old = l.remove(i);
                     ctx.free_val(&old);
                     Some(old)
                 }
@@ -427,9 +415,7 @@ async fn rebalance(
     if int.children.len() < 2 {
         return Ok(());
     }
-    let size = load(ctx.src, &int.children[i].ptr)
-        .await?
-        .encoded_len(limits);
+    let size = load(ctx.src, &int.children[i].ptr).await?.encoded_len();
     if size >= limits.capacity / 4 {
         return Ok(());
     }
@@ -443,10 +429,7 @@ async fn rebalance(
     let right_node = make_dirty(ctx, &mut right_child).await?.clone();
     let left = make_dirty(ctx, &mut int.children[l]).await?;
     match (left, right_node) {
-        (Node::Leaf(a), Node::Leaf(b)) => {
-            a.keys.extend(b.keys);
-            a.vals.extend(b.vals);
-        }
+        (Node::Leaf(a), Node::Leaf(b)) => a.append(&b),
         (Node::Interior(a), Node::Interior(b)) => {
             a.seps.push(sep);
             a.seps.extend(b.seps);
@@ -461,13 +444,13 @@ async fn rebalance(
         }
     }
     let left = make_dirty(ctx, &mut int.children[l]).await?;
-    if left.encoded_len(limits) > limits.capacity {
+    if left.encoded_len() > limits.capacity {
         let n = match left {
-            Node::Leaf(x) => x.keys.len(),
+            Node::Leaf(x) => x.len(),
             Node::Interior(x) => x.children.len(),
         };
         // Re-split at the best point (the hint in the middle selects it).
-        let (sep, right) = split(left, n / 2, limits);
+        let (sep, right) = split(left, n / 2);
         let rc = right.count();
         let lc = left.count();
         int.children[l].count = lc;
@@ -524,8 +507,8 @@ pub fn bulk_build(
     let mut first: Option<Bytes> = None;
     for (k, v) in entries {
         let len = limits.leaf_entry_len(&k, &v);
-        if !leaf.keys.is_empty() && size + len > target {
-            let count = leaf.keys.len() as u64;
+        if !leaf.is_empty() && size + len > target {
+            let count = leaf.len() as u64;
             level.push((
                 first.take().unwrap_or_default(),
                 Child {
@@ -535,15 +518,14 @@ pub fn bulk_build(
             ));
             size = 4;
         }
-        if leaf.keys.is_empty() {
+        if leaf.is_empty() {
             first = Some(k.clone());
         }
         size += len;
-        leaf.keys.push(k);
-        leaf.vals.push(v);
+        leaf.push(&k, v, limits);
     }
-    if !leaf.keys.is_empty() || level.is_empty() {
-        let count = leaf.keys.len() as u64;
+    if !leaf.is_empty() || level.is_empty() {
+        let count = leaf.len() as u64;
         level.push((
             first.unwrap_or_default(),
             Child {
@@ -687,43 +669,33 @@ pub fn flush(
                 return w.page;
             }
             let mut new_runs = Vec::new();
-            let clean = match &**arc {
+            let (kind, bytes, clean) = match &**arc {
                 Node::Leaf(l) => {
-                    let mut vals = Vec::with_capacity(l.vals.len());
-                    for v in &l.vals {
-                        vals.push(match v {
-                            Val::Inline(b) if b.len() > limits.inline_max => {
-                                let n = limits.overflow_pages(b.len() as u64);
-                                let first = alloc(n);
-                                new_runs.push((first, n));
-                                for (j, chunk) in b.chunks(limits.overflow_chunk).enumerate() {
-                                    let j = j as u64;
-                                    let next = if j + 1 < n { first + j + 1 } else { 0 };
-                                    let mut payload = Vec::with_capacity(8 + chunk.len());
-                                    persistx_io::format::node::encode_overflow(
-                                        next,
-                                        chunk,
-                                        &mut payload,
-                                    );
-                                    out.writes.push(PageWrite {
-                                        page: first + j,
-                                        kind: persistx_io::format::node::KIND_OVERFLOW,
-                                        payload: Bytes::from(payload),
-                                    });
-                                }
-                                Val::Overflow {
-                                    len: b.len() as u64,
-                                    first_page: first,
-                                }
-                            }
-                            other => other.clone(),
-                        });
-                    }
-                    Node::Leaf(Leaf {
-                        keys: l.keys.clone(),
-                        vals,
-                        prefix: None,
-                    })
+                    // Values too long for the leaf go to runs of overflow pages first.
+                    let mut overflow = |b: &Bytes| {
+                        let n = limits.overflow_pages(b.len() as u64);
+                        let first = alloc(n);
+                        new_runs.push((first, n));
+                        for (j, chunk) in b.chunks(limits.overflow_chunk).enumerate() {
+                            let j = j as u64;
+                            let next = if j + 1 < n { first + j + 1 } else { 0 };
+                            let mut payload = Vec::with_capacity(8 + chunk.len());
+                            persistx_io::format::node::encode_overflow(next, chunk, &mut payload);
+                            out.writes.push(PageWrite {
+                                page: first + j,
+                                kind: persistx_io::format::node::KIND_OVERFLOW,
+                                payload: Bytes::from(payload),
+                            });
+                        }
+                        first
+                    };
+                    // The clean leaf the buffer pool keeps shares the payload.
+                    let (bytes, clean) = l.encode(&mut overflow);
+                    (
+                        persistx_io::format::node::KIND_LEAF,
+                        bytes,
+                        Node::Leaf(clean),
+                    )
                 }
                 Node::Interior(int) => {
                     let children = int
@@ -734,23 +706,25 @@ pub fn flush(
                             count: c.count,
                         })
                         .collect();
-                    Node::Interior(Interior {
+                    let clean = Node::Interior(Interior {
                         children,
                         seps: int.seps.clone(),
                         prefix: None,
-                    })
+                    });
+                    let mut payload = Vec::with_capacity(limits.capacity);
+                    let kind = node::encode_node(&clean, &mut payload);
+                    // The node the buffer pool keeps is decoded from the bytes just
+                    // encoded: its separators then share one page-sized buffer instead of
+                    // pinning whatever buffers the writes came in.
+                    let len = payload.len();
+                    let bytes = Bytes::from(payload);
+                    let clean = node::decode_node(kind, &bytes, 0, len).unwrap_or(clean);
+                    (kind, bytes, clean)
                 }
             };
-            let page = alloc(1);
-            let mut payload = Vec::with_capacity(limits.capacity);
-            let kind = node::encode_node(&clean, &mut payload);
-            // The node the buffer pool keeps is decoded from the bytes just encoded: its keys
-            // and values then share one page-sized buffer instead of pinning whatever
-            // buffers the writes came in.
-            let len = payload.len();
-            let bytes = Bytes::from(payload);
-            let mut clean = node::decode_node(kind, &bytes, 0, len).unwrap_or(clean);
+            let mut clean = clean;
             clean.index();
+            let page = alloc(1);
             out.writes.push(PageWrite {
                 page,
                 kind,
@@ -858,7 +832,7 @@ pub async fn verify(src: &dyn PageSource, root: &Child) -> Result<TreeStats> {
             stats.pages.push((p, 1));
         }
         let node = load(src, &ptr).await?;
-        let len = node.encoded_len(&limits);
+        let len = node.encoded_len();
         if len > limits.capacity {
             return Err(broken(
                 page,
@@ -881,14 +855,12 @@ pub async fn verify(src: &dyn PageSource, root: &Child) -> Result<TreeStats> {
         };
         match &*node {
             Node::Leaf(l) => {
-                if l.keys.is_empty() && !is_root {
+                if l.is_empty() && !is_root {
                     return Err(broken(page, "empty non-root leaf".into()));
                 }
-                if l.keys.len() != l.vals.len() {
-                    return Err(broken(page, "keys and values differ in number".into()));
-                }
-                for (j, k) in l.keys.iter().enumerate() {
-                    if j > 0 && l.keys[j - 1] >= *k {
+                for j in 0..l.len() {
+                    let k = l.key(j);
+                    if j > 0 && l.key(j - 1) >= k {
                         return Err(broken(page, "leaf keys out of order".into()));
                     }
                     if !in_bounds(k) {
@@ -904,20 +876,20 @@ pub async fn verify(src: &dyn PageSource, root: &Child) -> Result<TreeStats> {
                         ));
                     }
                 }
-                for v in &l.vals {
-                    if let Val::Overflow { len, first_page } = v {
-                        let n = limits.overflow_pages(*len);
+                for j in 0..l.len() {
+                    if let ValRef::Overflow { len, first_page } = l.value(j) {
+                        let n = limits.overflow_pages(len);
                         stats.overflow_pages += n;
-                        stats.pages.push((*first_page, n));
+                        stats.pages.push((first_page, n));
                         // Check the chain's pages decode (checksums, lengths): also under
                         // leaves in memory, whose overflow values are still on disk.
-                        let bytes = src.overflow(*first_page, *len).await?;
-                        if bytes.len() as u64 != *len {
+                        let bytes = src.overflow(first_page, len).await?;
+                        if bytes.len() as u64 != len {
                             return Err(broken(page, "overflow value of the wrong length".into()));
                         }
                     }
                 }
-                stats.entries += l.keys.len() as u64;
+                stats.entries += l.len() as u64;
                 stats.leaves += 1;
                 match leaf_depth {
                     None => leaf_depth = Some(depth),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use persistx_io::format::FormatError;
-use persistx_io::format::node::{self as fmt, LeafEntry, LeafValue};
+use persistx_io::format::node as fmt;
 use persistx_io::format::page::PAGE_HEADER_LEN;
 
 /// A value in a leaf.
@@ -66,17 +66,530 @@ impl Child {
     }
 }
 
-/// A leaf: sorted keys and their values.
-#[derive(Debug, Clone, Default)]
+/// Value kinds of a leaf entry in memory: the page format's two (inline, overflow), and one
+/// that exists only in memory: a value longer than a leaf holds, kept in [`Leaf`]'s side
+/// table until a checkpoint writes it to overflow pages.
+const KIND_INLINE: u8 = 0;
+const KIND_OVERFLOW: u8 = 1;
+const KIND_PENDING: u8 = 2;
+
+/// Spare bytes a leaf's own buffer gets when it is (re)built, so a few inserts fit without
+/// growing it.
+const SLACK: usize = 512;
+
+/// Where an entry of a leaf starts in its buffer, and the first 8 bytes of its key as a
+/// big-endian number (so searches touch few cache lines).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    prefix: u64,
+    at: u32,
+}
+
+/// A leaf's entry bytes.
+#[derive(Debug)]
+enum Buf {
+    /// A page payload (entry count first), shared with the buffer it was read or encoded in.
+    Shared(Bytes),
+    /// Entries this node owns: it changed since it was read. Holds dead entries too, until
+    /// the leaf is compacted.
+    Owned(Vec<u8>),
+}
+
+impl Buf {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Buf::Shared(b) => b,
+            Buf::Owned(v) => v,
+        }
+    }
+}
+
+#[inline]
+fn rd16(b: &[u8], at: usize) -> usize {
+    u16::from_le_bytes([b[at], b[at + 1]]) as usize
+}
+
+#[inline]
+fn rd32(b: &[u8], at: usize) -> usize {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
+}
+
+#[inline]
+fn rd64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Start and end of the key of the entry at `at`.
+#[inline]
+fn key_range(b: &[u8], at: usize) -> (usize, usize) {
+    let start = at + if b[at + 2] == KIND_OVERFLOW { 19 } else { 7 };
+    (start, start + rd16(b, at))
+}
+
+/// Bytes the entry at `at` takes in memory.
+#[inline]
+fn mem_len(b: &[u8], at: usize) -> usize {
+    let (_, end) = key_range(b, at);
+    end - at
+        + if b[at + 2] == KIND_INLINE {
+            rd32(b, at + 3)
+        } else {
+            0
+        }
+}
+
+/// Bytes the entry at `at` takes on a page.
+#[inline]
+fn page_len(b: &[u8], at: usize) -> usize {
+    let klen = rd16(b, at);
+    klen + if b[at + 2] == KIND_INLINE {
+        7 + rd32(b, at + 3)
+    } else {
+        19
+    }
+}
+
+/// Appends the entry at `at` of `src` to `dst` (a pending value's bytes move to `dst_big`);
+/// returns where it starts in `dst`.
+fn copy_entry(
+    dst: &mut Vec<u8>,
+    dst_big: &mut Vec<Bytes>,
+    src: &[u8],
+    src_big: &[Bytes],
+    at: usize,
+) -> usize {
+    let new_at = dst.len();
+    dst.extend_from_slice(&src[at..at + mem_len(src, at)]);
+    if src[at + 2] == KIND_PENDING {
+        let j = dst_big.len() as u32;
+        dst_big.push(src_big[rd32(src, at + 3)].clone());
+        dst[new_at + 3..new_at + 7].copy_from_slice(&j.to_le_bytes());
+    }
+    new_at
+}
+
+/// A value in a leaf, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValRef<'a> {
+    /// The bytes (held in the leaf, or in memory until a checkpoint moves them to overflow
+    /// pages).
+    Inline(&'a [u8]),
+    /// A value on disk in a run of consecutive overflow pages.
+    Overflow {
+        /// Total length of the value.
+        len: u64,
+        /// The first page of the run.
+        first_page: u64,
+    },
+}
+
+/// A leaf: its entries, encoded as on a page, in one buffer (shared with the page it was
+/// read from until it changes), and their positions in key order. One allocation for the
+/// entries whatever their number, so decoding a page and copying a leaf are cheap and its
+/// memory is what its page takes.
+#[derive(Debug)]
 pub struct Leaf {
-    /// Strictly increasing keys.
-    pub keys: Vec<Bytes>,
-    /// One value per key.
-    pub vals: Vec<Val>,
-    /// The first 8 bytes of each key as a big-endian number, for searches that touch few
-    /// cache lines; built for nodes read from disk, dropped when the node is changed
-    /// ([`Node::changed`]).
-    pub prefix: Option<Box<[u64]>>,
+    buf: Buf,
+    /// In key order (strictly increasing keys).
+    slots: Vec<Slot>,
+    /// Bytes the live entries take on a page.
+    live: usize,
+    /// Values longer than [`TreeLimits::inline_max`] until a checkpoint writes them to
+    /// overflow pages; a pending entry holds its index here.
+    big: Vec<Bytes>,
+    /// Live pending entries (the dead ones' values stay in `big` until a compaction).
+    pending: usize,
+}
+
+impl Default for Leaf {
+    fn default() -> Leaf {
+        Leaf {
+            buf: Buf::Owned(Vec::new()),
+            slots: Vec::new(),
+            live: 0,
+            big: Vec::new(),
+            pending: 0,
+        }
+    }
+}
+
+impl Clone for Leaf {
+    fn clone(&self) -> Leaf {
+        let buf = match &self.buf {
+            Buf::Shared(b) => Buf::Shared(b.clone()),
+            Buf::Owned(v) => {
+                let mut c = Vec::with_capacity(v.len() + SLACK);
+                c.extend_from_slice(v);
+                Buf::Owned(c)
+            }
+        };
+        Leaf {
+            buf,
+            slots: self.slots.clone(),
+            live: self.live,
+            big: self.big.clone(),
+            pending: self.pending,
+        }
+    }
+}
+
+impl Leaf {
+    /// Decodes a leaf page's payload (entry count first); the leaf shares its buffer.
+    pub fn from_payload(payload: Bytes) -> Result<Leaf, FormatError> {
+        let mut slots = Vec::new();
+        let mut live = 0;
+        fmt::visit_leaf(&payload, |n, at, e| {
+            if slots.is_empty() {
+                slots.reserve_exact(n);
+            }
+            slots.push(Slot {
+                prefix: key_prefix(e.key),
+                at: at as u32,
+            });
+            live += fmt::leaf_entry_len(&e);
+        })?;
+        Ok(Leaf {
+            buf: Buf::Shared(payload),
+            slots,
+            live,
+            big: Vec::new(),
+            pending: 0,
+        })
+    }
+
+    /// Number of entries.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True without entries.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The key of entry `i`.
+    #[inline]
+    pub fn key(&self, i: usize) -> &[u8] {
+        let b = self.buf.bytes();
+        let (s, e) = key_range(b, self.slots[i].at as usize);
+        &b[s..e]
+    }
+
+    /// The key of entry `i` as shared bytes (copied if the leaf owns its buffer).
+    pub fn key_bytes(&self, i: usize) -> Bytes {
+        let (s, e) = key_range(self.buf.bytes(), self.slots[i].at as usize);
+        match &self.buf {
+            Buf::Shared(b) => b.slice(s..e),
+            Buf::Owned(v) => Bytes::copy_from_slice(&v[s..e]),
+        }
+    }
+
+    /// The value of entry `i`.
+    #[inline]
+    pub fn value(&self, i: usize) -> ValRef<'_> {
+        let b = self.buf.bytes();
+        let at = self.slots[i].at as usize;
+        match b[at + 2] {
+            KIND_INLINE => {
+                let (_, e) = key_range(b, at);
+                ValRef::Inline(&b[e..e + rd32(b, at + 3)])
+            }
+            KIND_OVERFLOW => ValRef::Overflow {
+                len: rd64(b, at + 3),
+                first_page: rd64(b, at + 11),
+            },
+            _ => ValRef::Inline(&self.big[rd32(b, at + 3)]),
+        }
+    }
+
+    /// The value of entry `i`, owned (its bytes shared with the leaf's buffer, or copied if
+    /// the leaf owns it).
+    pub fn val(&self, i: usize) -> Val {
+        let b = self.buf.bytes();
+        let at = self.slots[i].at as usize;
+        match b[at + 2] {
+            KIND_INLINE => {
+                let (_, e) = key_range(b, at);
+                let end = e + rd32(b, at + 3);
+                Val::Inline(match &self.buf {
+                    Buf::Shared(s) => s.slice(e..end),
+                    Buf::Owned(v) => Bytes::copy_from_slice(&v[e..end]),
+                })
+            }
+            KIND_OVERFLOW => Val::Overflow {
+                len: rd64(b, at + 3),
+                first_page: rd64(b, at + 11),
+            },
+            _ => Val::Inline(self.big[rd32(b, at + 3)].clone()),
+        }
+    }
+
+    /// Bytes entry `i` takes on a page.
+    pub fn entry_len(&self, i: usize) -> usize {
+        page_len(self.buf.bytes(), self.slots[i].at as usize)
+    }
+
+    /// `Ok(i)` if key `i` equals `key`, else `Err(i)`: where it would go.
+    #[inline]
+    pub fn find(&self, key: &[u8]) -> Result<usize, usize> {
+        let i = self.rank(key, false);
+        if i < self.slots.len() && self.key(i) == key {
+            Ok(i)
+        } else {
+            Err(i)
+        }
+    }
+
+    /// Number of keys `< key` (or `<= key` if `inclusive`).
+    #[inline]
+    pub fn rank(&self, key: &[u8], inclusive: bool) -> usize {
+        let b = self.buf.bytes();
+        let kp = key_prefix(key);
+        let lo = self.slots.partition_point(|s| s.prefix < kp);
+        let hi = lo + self.slots[lo..].partition_point(|s| s.prefix == kp);
+        lo + self.slots[lo..hi].partition_point(|s| {
+            let (ks, ke) = key_range(b, s.at as usize);
+            let k = &b[ks..ke];
+            if inclusive { k <= key } else { k < key }
+        })
+    }
+
+    /// Rebuilds the buffer with only the live entries, in key order, and `extra` spare
+    /// bytes.
+    fn compact(&mut self, extra: usize) {
+        let mut v = Vec::with_capacity(self.live + extra);
+        let mut big = Vec::with_capacity(self.pending);
+        let src = self.buf.bytes();
+        for s in &mut self.slots {
+            s.at = copy_entry(&mut v, &mut big, src, &self.big, s.at as usize) as u32;
+        }
+        self.buf = Buf::Owned(v);
+        self.big = big;
+    }
+
+    /// Makes the buffer the leaf's own with room for `need` more bytes.
+    fn reserve(&mut self, need: usize) {
+        match &mut self.buf {
+            Buf::Owned(v) => {
+                if v.capacity() - v.len() < need {
+                    v.reserve_exact(need.max(SLACK));
+                }
+            }
+            Buf::Shared(_) => self.compact(need.max(SLACK)),
+        }
+    }
+
+    /// Compacts once dead entries take as much as live ones.
+    fn tidy(&mut self) {
+        let used = self.buf.bytes().len();
+        if used > 2 * self.live + 1024 || self.big.len() > 2 * self.pending + 8 {
+            self.compact(SLACK);
+        }
+    }
+
+    /// Appends an entry for `val` whose key is `key` (or, if `None`, the key of the entry at
+    /// `from`); returns where it starts.
+    fn put(&mut self, key: Option<&[u8]>, from: usize, val: &Val, limits: &TreeLimits) -> usize {
+        let klen = match key {
+            Some(k) => k.len(),
+            None => rd16(self.buf.bytes(), from),
+        };
+        self.reserve(19 + klen + if let Val::Inline(b) = val { b.len() } else { 0 });
+        let Buf::Owned(v) = &mut self.buf else {
+            unreachable!("reserve makes the buffer owned")
+        };
+        let at = v.len();
+        v.extend_from_slice(&(klen as u16).to_le_bytes());
+        let inline = match val {
+            Val::Inline(b) if b.len() <= limits.inline_max => {
+                v.push(KIND_INLINE);
+                v.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                Some(b)
+            }
+            Val::Inline(b) => {
+                v.push(KIND_PENDING);
+                v.extend_from_slice(&(self.big.len() as u32).to_le_bytes());
+                self.big.push(b.clone());
+                self.pending += 1;
+                None
+            }
+            Val::Overflow { len, first_page } => {
+                v.push(KIND_OVERFLOW);
+                v.extend_from_slice(&len.to_le_bytes());
+                v.extend_from_slice(&first_page.to_le_bytes());
+                None
+            }
+        };
+        match key {
+            Some(k) => v.extend_from_slice(k),
+            None => {
+                let (s, e) = key_range(v, from);
+                v.extend_from_within(s..e);
+            }
+        }
+        if let Some(b) = inline {
+            v.extend_from_slice(b);
+        }
+        self.live += page_len(v, at);
+        at
+    }
+
+    /// Forgets entry `i`'s bytes (its slot is reused or removed by the caller).
+    fn drop_entry(&mut self, i: usize) {
+        let b = self.buf.bytes();
+        let at = self.slots[i].at as usize;
+        self.live -= page_len(b, at);
+        if b[at + 2] == KIND_PENDING {
+            self.pending -= 1;
+        }
+    }
+
+    /// Inserts `key` (which must belong at position `i`) with `val`.
+    pub fn insert(&mut self, i: usize, key: &[u8], val: Val, limits: &TreeLimits) {
+        debug_assert!(i == 0 || self.key(i - 1) < key);
+        debug_assert!(i == self.len() || key < self.key(i));
+        let at = self.put(Some(key), 0, &val, limits);
+        self.slots.insert(
+            i,
+            Slot {
+                prefix: key_prefix(key),
+                at: at as u32,
+            },
+        );
+        self.tidy();
+    }
+
+    /// Appends `key`, greater than every key held, with `val`.
+    pub fn push(&mut self, key: &[u8], val: Val, limits: &TreeLimits) {
+        self.insert(self.len(), key, val, limits);
+    }
+
+    /// Replaces the value of entry `i`; returns the old one.
+    pub fn replace(&mut self, i: usize, val: Val, limits: &TreeLimits) -> Val {
+        let old = self.val(i);
+        // Own the buffer first: `put` copies the key from it.
+        self.reserve(0);
+        let from = self.slots[i].at as usize;
+        self.drop_entry(i);
+        let at = self.put(None, from, &val, limits);
+        self.slots[i].at = at as u32;
+        self.tidy();
+        old
+    }
+
+    /// Removes entry `i`; returns its value.
+    pub fn remove(&mut self, i: usize) -> Val {
+        let old = self.val(i);
+        self.drop_entry(i);
+        self.slots.remove(i);
+        self.tidy();
+        old
+    }
+
+    /// Moves the entries from `k` on into a new leaf.
+    pub fn split_off(&mut self, k: usize) -> Leaf {
+        let moved = self.slots.split_off(k);
+        let mut right = Leaf::default();
+        let mut v = Vec::with_capacity(self.live / 2 + SLACK);
+        let src = self.buf.bytes();
+        for s in moved {
+            let at = copy_entry(&mut v, &mut right.big, src, &self.big, s.at as usize);
+            right.live += page_len(&v, at);
+            right.slots.push(Slot {
+                prefix: s.prefix,
+                at: at as u32,
+            });
+        }
+        right.pending = right.big.len();
+        right.buf = Buf::Owned(v);
+        self.live -= right.live;
+        self.pending -= right.pending;
+        self.compact(SLACK);
+        right
+    }
+
+    /// Appends every entry of `other` (whose keys are all greater).
+    pub fn append(&mut self, other: &Leaf) {
+        debug_assert!(
+            self.is_empty() || other.is_empty() || self.key(self.len() - 1) < other.key(0)
+        );
+        self.reserve(other.live);
+        let Buf::Owned(v) = &mut self.buf else {
+            unreachable!("reserve makes the buffer owned")
+        };
+        let src = other.buf.bytes();
+        for s in &other.slots {
+            let at = copy_entry(v, &mut self.big, src, &other.big, s.at as usize);
+            self.slots.push(Slot {
+                prefix: s.prefix,
+                at: at as u32,
+            });
+        }
+        self.live += other.live;
+        self.pending += other.pending;
+    }
+
+    /// Bytes the leaf takes on a page (payload).
+    pub fn encoded_len(&self) -> usize {
+        4 + self.live
+    }
+
+    /// Bytes of memory the leaf holds (its buffer counted whole even when shared).
+    pub fn memory(&self, page_size: usize) -> usize {
+        let buf = match &self.buf {
+            Buf::Shared(_) => page_size,
+            Buf::Owned(v) => v.capacity(),
+        };
+        64 + buf
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.big.iter().map(|b| b.len()).sum::<usize>()
+    }
+
+    /// Encodes the leaf as a page payload; each value waiting for overflow pages is handed
+    /// to `overflow`, which writes it and returns the first page of its run. Returns the
+    /// payload and the clean leaf that shares it.
+    pub fn encode(&self, overflow: &mut dyn FnMut(&Bytes) -> u64) -> (Bytes, Leaf) {
+        let mut out = Vec::with_capacity(4 + self.live);
+        out.extend_from_slice(&(self.slots.len() as u16).to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        let src = self.buf.bytes();
+        let mut slots = Vec::with_capacity(self.slots.len());
+        for s in &self.slots {
+            let at = s.at as usize;
+            let new_at = out.len();
+            if src[at + 2] == KIND_PENDING {
+                let b = &self.big[rd32(src, at + 3)];
+                let first = overflow(b);
+                let (ks, ke) = key_range(src, at);
+                out.extend_from_slice(&src[at..at + 2]);
+                out.push(KIND_OVERFLOW);
+                out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                out.extend_from_slice(&first.to_le_bytes());
+                out.extend_from_slice(&src[ks..ke]);
+            } else {
+                out.extend_from_slice(&src[at..at + mem_len(src, at)]);
+            }
+            slots.push(Slot {
+                prefix: s.prefix,
+                at: new_at as u32,
+            });
+        }
+        debug_assert_eq!(out.len(), 4 + self.live);
+        let bytes = Bytes::from(out);
+        let clean = Leaf {
+            buf: Buf::Shared(bytes.clone()),
+            slots,
+            live: self.live,
+            big: Vec::new(),
+            pending: 0,
+        };
+        (bytes, clean)
+    }
 }
 
 /// An interior node: children and the separators between them. Child `i` holds the keys
@@ -126,25 +639,6 @@ fn count_below(keys: &[Bytes], prefix: Option<&[u64]>, key: &[u8], inclusive: bo
     }
 }
 
-impl Leaf {
-    /// `Ok(i)` if `keys[i] == key`, else `Err(i)`: where it would go.
-    #[inline]
-    pub fn find(&self, key: &[u8]) -> Result<usize, usize> {
-        let i = count_below(&self.keys, self.prefix.as_deref(), key, false);
-        if self.keys.get(i).is_some_and(|k| k.as_ref() == key) {
-            Ok(i)
-        } else {
-            Err(i)
-        }
-    }
-
-    /// Number of keys `< key` (or `<= key` if `inclusive`).
-    #[inline]
-    pub fn rank(&self, key: &[u8], inclusive: bool) -> usize {
-        count_below(&self.keys, self.prefix.as_deref(), key, inclusive)
-    }
-}
-
 impl Interior {
     /// Index of the child whose range holds `key`.
     #[inline]
@@ -166,40 +660,31 @@ impl Node {
     /// Drops the search prefixes: called whenever the node is about to change.
     #[inline]
     pub fn changed(&mut self) {
-        match self {
-            Node::Leaf(l) => l.prefix = None,
-            Node::Interior(i) => i.prefix = None,
+        if let Node::Interior(i) = self {
+            i.prefix = None;
         }
     }
 
     /// Builds the search prefixes (for a node that will not change: read from disk, or
     /// written by a checkpoint).
     pub fn index(&mut self) {
-        match self {
-            Node::Leaf(l) => l.prefix = Some(prefixes(&l.keys)),
-            Node::Interior(i) => i.prefix = Some(prefixes(&i.seps)),
+        if let Node::Interior(i) = self {
+            i.prefix = Some(prefixes(&i.seps));
         }
     }
 
     /// Entries in this node's subtree.
     pub fn count(&self) -> u64 {
         match self {
-            Node::Leaf(l) => l.keys.len() as u64,
+            Node::Leaf(l) => l.len() as u64,
             Node::Interior(i) => i.children.iter().map(|c| c.count).sum(),
         }
     }
 
     /// Encoded payload size under `limits`.
-    pub fn encoded_len(&self, limits: &TreeLimits) -> usize {
+    pub fn encoded_len(&self) -> usize {
         match self {
-            Node::Leaf(l) => {
-                4 + l
-                    .keys
-                    .iter()
-                    .zip(&l.vals)
-                    .map(|(k, v)| limits.leaf_entry_len(k, v))
-                    .sum::<usize>()
-            }
+            Node::Leaf(l) => l.encoded_len(),
             Node::Interior(i) => {
                 4 + 16 * i.children.len() + i.seps.iter().map(|s| 2 + s.len()).sum::<usize>()
             }
@@ -208,12 +693,11 @@ impl Node {
 
     /// Rough bytes of memory the decoded node takes (for the buffer pool's budget).
     pub fn memory_charge(&self, limits: &TreeLimits) -> usize {
-        // The decoded node shares the page buffer; its vectors add a little.
-        limits.page_size
-            + match self {
-                Node::Leaf(l) => l.keys.len() * 64,
-                Node::Interior(i) => i.children.len() * 64,
-            }
+        match self {
+            Node::Leaf(l) => l.memory(limits.page_size),
+            // The decoded node shares the page buffer; its vectors add a little.
+            Node::Interior(i) => limits.page_size + i.children.len() * 64,
+        }
     }
 }
 
@@ -277,30 +761,7 @@ pub fn decode_node(
         payload.slice(at..at + s.len())
     };
     match kind {
-        fmt::KIND_LEAF => {
-            let entries = fmt::decode_leaf(&payload)?;
-            let mut leaf = Leaf {
-                keys: Vec::with_capacity(entries.len()),
-                vals: Vec::with_capacity(entries.len()),
-                prefix: None,
-            };
-            for e in entries {
-                leaf.keys.push(slice_of(e.key));
-                leaf.vals.push(match e.value {
-                    LeafValue::Inline(v) => Val::Inline(slice_of(v)),
-                    LeafValue::Overflow { len, first_page } => {
-                        if first_page < 2 {
-                            return Err(FormatError::InvalidField {
-                                field: "overflow first page",
-                                value: first_page,
-                            });
-                        }
-                        Val::Overflow { len, first_page }
-                    }
-                });
-            }
-            Ok(Node::Leaf(leaf))
-        }
+        fmt::KIND_LEAF => Ok(Node::Leaf(Leaf::from_payload(payload)?)),
         fmt::KIND_INTERIOR => {
             let (children, seps) = fmt::decode_interior(&payload)?;
             Ok(Node::Interior(Interior {
@@ -331,22 +792,9 @@ pub fn decode_node(
 pub fn encode_node(node: &Node, out: &mut Vec<u8>) -> u8 {
     match node {
         Node::Leaf(l) => {
-            let entries: Vec<LeafEntry<'_>> = l
-                .keys
-                .iter()
-                .zip(&l.vals)
-                .map(|(k, v)| LeafEntry {
-                    key: k,
-                    value: match v {
-                        Val::Inline(b) => LeafValue::Inline(b),
-                        Val::Overflow { len, first_page } => LeafValue::Overflow {
-                            len: *len,
-                            first_page: *first_page,
-                        },
-                    },
-                })
-                .collect();
-            fmt::encode_leaf(&entries, out);
+            let (bytes, _) =
+                l.encode(&mut |_| panic!("encode_node: a value too long to be inline"));
+            out.extend_from_slice(&bytes);
             fmt::KIND_LEAF
         }
         Node::Interior(i) => {
@@ -364,6 +812,167 @@ pub fn encode_node(node: &Node, out: &mut Vec<u8>) -> u8 {
             let seps: Vec<&[u8]> = i.seps.iter().map(|s| &s[..]).collect();
             fmt::encode_interior(&children, &seps, out);
             fmt::KIND_INTERIOR
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Small pages, so values over `inline_max` (pending in memory) are common.
+    fn limits() -> TreeLimits {
+        TreeLimits::new(4096)
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u16, usize),
+        Remove(u16),
+        Overflow(u16, u64),
+        SplitAppend(usize),
+        Clone,
+        RoundTrip,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0u16..200, prop_oneof![0usize..40, 900usize..2000]).prop_map(|(k, v)| Op::Put(k, v)),
+            4 => (0u16..200).prop_map(Op::Remove),
+            1 => (0u16..200, 2u64..1000).prop_map(|(k, p)| Op::Overflow(k, p)),
+            1 => (0usize..64).prop_map(Op::SplitAppend),
+            1 => Just(Op::Clone),
+            1 => Just(Op::RoundTrip),
+        ]
+    }
+
+    fn key(k: u16) -> Vec<u8> {
+        // Keys of varying length that share 8-byte prefixes.
+        let mut v = b"key-prefix".to_vec();
+        v.extend_from_slice(&k.to_be_bytes());
+        v.extend(std::iter::repeat_n(b'x', (k % 7) as usize));
+        v
+    }
+
+    fn value(seed: u16, len: usize) -> Val {
+        Val::Inline(Bytes::from(
+            (0..len)
+                .map(|i| (i as u16 ^ seed) as u8)
+                .collect::<Vec<u8>>(),
+        ))
+    }
+
+    fn check(leaf: &Leaf, model: &BTreeMap<Vec<u8>, Val>, lim: &TreeLimits) {
+        assert_eq!(leaf.len(), model.len());
+        let mut page = 4;
+        for (i, (k, v)) in model.iter().enumerate() {
+            assert_eq!(leaf.key(i), &k[..]);
+            assert_eq!(leaf.key_bytes(i), &k[..]);
+            assert_eq!(&leaf.val(i), v);
+            match (leaf.value(i), v) {
+                (ValRef::Inline(a), Val::Inline(b)) => assert_eq!(a, &b[..]),
+                (
+                    ValRef::Overflow { len, first_page },
+                    Val::Overflow {
+                        len: l,
+                        first_page: f,
+                    },
+                ) => {
+                    assert_eq!((len, first_page), (*l, *f))
+                }
+                other => panic!("value kinds differ: {other:?}"),
+            }
+            assert_eq!(leaf.find(k), Ok(i));
+            assert_eq!(leaf.rank(k, true), i + 1);
+            assert_eq!(leaf.entry_len(i), lim.leaf_entry_len(k, v));
+            page += lim.leaf_entry_len(k, v);
+        }
+        assert_eq!(leaf.encoded_len(), page);
+        assert!(leaf.find(b"key-prefiy").is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A leaf under random inserts, replacements, removals, splits and merges, copies and
+        /// encode/decode round trips holds what a BTreeMap holds, and sizes itself as the
+        /// page format does.
+        #[test]
+        fn leaf_matches_a_btreemap(ops in proptest::collection::vec(op(), 1..200)) {
+            let lim = limits();
+            let mut leaf = Leaf::default();
+            let mut model: BTreeMap<Vec<u8>, Val> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Put(k, len) => {
+                        let (key, val) = (key(k), value(k, len));
+                        match leaf.find(&key) {
+                            Ok(i) => {
+                                let old = leaf.replace(i, val.clone(), &lim);
+                                assert_eq!(Some(old), model.insert(key, val));
+                            }
+                            Err(i) => {
+                                leaf.insert(i, &key, val.clone(), &lim);
+                                assert!(model.insert(key, val).is_none());
+                            }
+                        }
+                    }
+                    Op::Overflow(k, first_page) => {
+                        let (key, val) = (key(k), Val::Overflow { len: 5000, first_page });
+                        match leaf.find(&key) {
+                            Ok(i) => {
+                                leaf.replace(i, val.clone(), &lim);
+                            }
+                            Err(i) => leaf.insert(i, &key, val.clone(), &lim),
+                        }
+                        model.insert(key, val);
+                    }
+                    Op::Remove(k) => {
+                        let key = key(k);
+                        match leaf.find(&key) {
+                            Ok(i) => assert_eq!(Some(leaf.remove(i)), model.remove(&key)),
+                            Err(_) => assert!(!model.contains_key(&key)),
+                        }
+                    }
+                    Op::SplitAppend(at) => {
+                        if !leaf.is_empty() {
+                            let at = at % leaf.len();
+                            let right = leaf.split_off(at);
+                            check(&leaf, &model.iter().take(at).map(|(k, v)| (k.clone(), v.clone())).collect(), &lim);
+                            leaf.append(&right);
+                        }
+                    }
+                    Op::Clone => {
+                        let copy = leaf.clone();
+                        leaf = copy;
+                    }
+                    Op::RoundTrip => {
+                        // Pending values get overflow pages; the model follows.
+                        let mut next_page = 10_000u64;
+                        let mut written = Vec::new();
+                        let (bytes, clean) = leaf.encode(&mut |b: &Bytes| {
+                            next_page += 10;
+                            written.push((b.clone(), next_page));
+                            next_page
+                        });
+                        for (b, page) in written {
+                            let k = model.iter().find(|(_, v)| **v == Val::Inline(b.clone()) && b.len() > lim.inline_max).map(|(k, _)| k.clone()).expect("pending value in the model");
+                            model.insert(k, Val::Overflow { len: b.len() as u64, first_page: page });
+                        }
+                        check(&clean, &model, &lim);
+                        let decoded = Leaf::from_payload(bytes).expect("valid payload");
+                        check(&decoded, &model, &lim);
+                        leaf = decoded;
+                    }
+                }
+                check(&leaf, &model, &lim);
+                // Dead entries never take more than about the live ones.
+                assert!(leaf.buf.bytes().len() <= 2 * leaf.live + 1024 + 19 + 2000);
+            }
         }
     }
 }

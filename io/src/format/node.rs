@@ -175,6 +175,23 @@ fn ordered(prev: Option<&[u8]>, key: &[u8]) -> Result<(), FormatError> {
 
 /// Decodes a leaf payload (bytes after the entries, e.g. page padding, are ignored).
 pub fn decode_leaf(payload: &[u8]) -> Result<Vec<LeafEntry<'_>>, FormatError> {
+    let mut out = Vec::new();
+    visit_leaf(payload, |n, _, e| {
+        if out.is_empty() {
+            out.reserve_exact(n);
+        }
+        out.push(e)
+    })?;
+    Ok(out)
+}
+
+/// Checks a leaf payload and hands each entry to `entry` in key order, with the number of
+/// entries and the offset in `payload` where the entry starts. The checks are
+/// [`decode_leaf`]'s (it is built on this).
+pub fn visit_leaf<'a>(
+    payload: &'a [u8],
+    mut entry: impl FnMut(usize, usize, LeafEntry<'a>),
+) -> Result<(), FormatError> {
     let mut r = Reader {
         buf: payload,
         pos: 0,
@@ -189,21 +206,15 @@ pub fn decode_leaf(payload: &[u8]) -> Result<Vec<LeafEntry<'_>>, FormatError> {
             value: n as u64,
         });
     }
-    let mut out = Vec::with_capacity(n);
     let mut prev: Option<&[u8]> = None;
     for _ in 0..n {
+        let at = r.pos;
         let klen = r.u16()? as usize;
-        let value = match r.u8()? {
+        let (key, value) = match r.u8()? {
             0 => {
                 let vlen = r.u32()? as usize;
                 let key = r.take(klen)?;
-                ordered(prev, key)?;
-                prev = Some(key);
-                out.push(LeafEntry {
-                    key,
-                    value: LeafValue::Inline(r.take(vlen)?),
-                });
-                continue;
+                (key, LeafValue::Inline(r.take(vlen)?))
             }
             1 => {
                 let len = r.u64()?;
@@ -214,7 +225,7 @@ pub fn decode_leaf(payload: &[u8]) -> Result<Vec<LeafEntry<'_>>, FormatError> {
                         value: first_page,
                     });
                 }
-                LeafValue::Overflow { len, first_page }
+                (r.take(klen)?, LeafValue::Overflow { len, first_page })
             }
             k => {
                 return Err(FormatError::InvalidField {
@@ -223,12 +234,11 @@ pub fn decode_leaf(payload: &[u8]) -> Result<Vec<LeafEntry<'_>>, FormatError> {
                 });
             }
         };
-        let key = r.take(klen)?;
         ordered(prev, key)?;
         prev = Some(key);
-        out.push(LeafEntry { key, value });
+        entry(n, at, LeafEntry { key, value });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Bytes of an interior node with these children and separators.
