@@ -143,23 +143,25 @@ impl PoolStats {
     }
 }
 
-/// One cached page.
+/// One cached page. It lives in the shard's index itself, so a lookup touches the hash
+/// table and then the value, nothing between.
 struct Slot<V> {
-    page: u64,
     value: Arc<V>,
     charge: usize,
     /// The clock's reference bit: set by a lookup, cleared when the hand passes.
     referenced: bool,
+    /// Its place in the clock ring.
+    ring: usize,
 }
 
-/// One shard: a clock ring of slots and an index into it.
+/// One shard: the cached pages by page id, and a clock ring of their ids.
 ///
-/// Invariants (checked by `check_invariants` in tests): `index[p] == i` exactly when
-/// `ring[i]` holds page `p`; `free` lists exactly the empty slots of `ring`; `bytes` is the
-/// sum of the charges in `ring`; `hand < ring.len()` or `hand == 0`.
+/// Invariants (checked by `check_invariants` in tests): `index[p].ring == i` exactly when
+/// `ring[i] == Some(p)`; `free` lists exactly the empty places of `ring`; `bytes` is the
+/// sum of the charges in `index`; `hand < ring.len()` or `hand == 0`.
 struct Shard<V> {
-    index: HashMap<u64, usize, BuildPageHasher>,
-    ring: Vec<Option<Slot<V>>>,
+    index: HashMap<u64, Slot<V>, BuildPageHasher>,
+    ring: Vec<Option<u64>>,
     /// Empty slots of `ring`, most recently freed last.
     free: Vec<usize>,
     hand: usize,
@@ -177,39 +179,37 @@ impl<V> Shard<V> {
         }
     }
 
-    /// Places an entry for a page that is not in the shard; returns its slot.
-    fn put(&mut self, slot: Slot<V>) -> usize {
-        debug_assert!(!self.index.contains_key(&slot.page));
+    /// Places an entry for a page that is not in the shard (its `ring` is set here).
+    fn put(&mut self, page: u64, mut slot: Slot<V>) {
+        debug_assert!(!self.index.contains_key(&page));
         self.bytes = self.bytes.saturating_add(slot.charge);
-        let page = slot.page;
-        let i = match self.free.pop() {
+        slot.ring = match self.free.pop() {
             Some(i) => {
                 debug_assert!(self.ring[i].is_none());
-                self.ring[i] = Some(slot);
+                self.ring[i] = Some(page);
                 i
             }
             None => {
-                self.ring.push(Some(slot));
+                self.ring.push(Some(page));
                 self.ring.len() - 1
             }
         };
-        self.index.insert(page, i);
-        i
+        self.index.insert(page, slot);
     }
 
-    /// Empties slot `i` and returns its entry.
-    fn take(&mut self, i: usize) -> Option<Slot<V>> {
-        let slot = self.ring.get_mut(i)?.take()?;
-        let removed = self.index.remove(&slot.page);
-        debug_assert_eq!(removed, Some(i));
-        self.free.push(i);
+    /// Removes `page`'s entry and returns it.
+    fn take(&mut self, page: u64) -> Option<Slot<V>> {
+        let slot = self.index.remove(&page)?;
+        debug_assert_eq!(self.ring[slot.ring], Some(page));
+        self.ring[slot.ring] = None;
+        self.free.push(slot.ring);
         self.bytes -= slot.charge;
         Some(slot)
     }
 
-    /// Runs the clock hand to the next victim and returns its slot, sparing `protect` and
+    /// Runs the clock hand to the next victim and returns its page, sparing `protect` and
     /// clearing the reference bits it passes. `None` when nothing but `protect` is held.
-    fn victim(&mut self, protect: Option<u64>) -> Option<usize> {
+    fn victim(&mut self, protect: Option<u64>) -> Option<u64> {
         let protected = protect.is_some_and(|p| self.index.contains_key(&p));
         if self.index.len() <= usize::from(protected) {
             return None;
@@ -224,11 +224,15 @@ impl<V> Shard<V> {
             }
             let i = self.hand;
             self.hand += 1;
-            if let Some(slot) = &mut self.ring[i]
-                && Some(slot.page) != protect
+            if let Some(page) = self.ring[i]
+                && Some(page) != protect
             {
+                let slot = self
+                    .index
+                    .get_mut(&page)
+                    .expect("a page in the ring is in the index");
                 if !slot.referenced {
-                    return Some(i);
+                    return Some(page);
                 }
                 slot.referenced = false;
             }
@@ -266,9 +270,7 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
     pub fn get(&self, page: u64) -> Option<Arc<V>> {
         let found = {
             let mut shard = self.lock(self.shard_of(page));
-            let i = shard.index.get(&page).copied();
-            i.and_then(|i| shard.ring[i].as_mut()).map(|slot| {
-                debug_assert_eq!(slot.page, page);
+            shard.index.get_mut(&page).map(|slot| {
                 slot.referenced = true;
                 Arc::clone(&slot.value)
             })
@@ -279,6 +281,22 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
             &self.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// [`BufferPool::get`] that counts only a hit: for a caller that falls back to `get` (which
+    /// then counts the miss) when this finds nothing.
+    pub fn get_hit(&self, page: u64) -> Option<Arc<V>> {
+        let found = {
+            let mut shard = self.lock(self.shard_of(page));
+            shard.index.get_mut(&page).map(|slot| {
+                slot.referenced = true;
+                Arc::clone(&slot.value)
+            })
+        };
+        if found.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
         found
     }
 
@@ -297,24 +315,21 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
         let mut dropped = Vec::new();
         {
             let mut shard = self.lock(home);
-            let referenced = match shard.index.get(&page).copied() {
-                Some(i) => self.take(&mut shard, i).is_some_and(|old| {
-                    dropped.push(old.value);
-                    old.referenced
-                }),
-                None => false,
-            };
+            let referenced = self.take(&mut shard, page).is_some_and(|old| {
+                dropped.push(old.value);
+                old.referenced
+            });
             // Evict before placing, so the entry lands in the slot just freed behind the hand.
             while shard.bytes.saturating_add(charge) > share
                 && self.evict_one(&mut shard, None, &mut dropped)
             {}
             let slot = Slot {
-                page,
                 value,
                 charge,
                 referenced,
+                ring: 0,
             };
-            shard.put(slot);
+            shard.put(page, slot);
             self.bytes.fetch_add(charge, Ordering::Relaxed);
             self.entries.fetch_add(1, Ordering::Relaxed);
         }
@@ -330,8 +345,7 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
     pub fn remove(&self, page: u64) -> bool {
         let removed = {
             let mut shard = self.lock(self.shard_of(page));
-            let i = shard.index.get(&page).copied();
-            i.and_then(|i| self.take(&mut shard, i))
+            self.take(&mut shard, page)
         };
         removed.is_some()
     }
@@ -389,9 +403,9 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Empties slot `i` of `shard` and updates the pool totals.
-    fn take(&self, shard: &mut Shard<V>, i: usize) -> Option<Slot<V>> {
-        let slot = shard.take(i)?;
+    /// Removes `page`'s entry from `shard` and updates the pool totals.
+    fn take(&self, shard: &mut Shard<V>, page: u64) -> Option<Slot<V>> {
+        let slot = shard.take(page)?;
         self.bytes.fetch_sub(slot.charge, Ordering::Relaxed);
         self.entries.fetch_sub(1, Ordering::Relaxed);
         Some(slot)
@@ -405,7 +419,7 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
         protect: Option<u64>,
         dropped: &mut Vec<Arc<V>>,
     ) -> bool {
-        let Some(slot) = shard.victim(protect).and_then(|i| self.take(shard, i)) else {
+        let Some(slot) = shard.victim(protect).and_then(|p| self.take(shard, p)) else {
             return false;
         };
         self.evictions.fetch_add(1, Ordering::Relaxed);
@@ -491,11 +505,12 @@ mod tests {
                 let shard = self.lock(i);
                 let mut shard_bytes = 0;
                 let mut empty = Vec::new();
-                for (slot_index, slot) in shard.ring.iter().enumerate() {
-                    match slot {
-                        Some(slot) => {
-                            assert_eq!(shard.index.get(&slot.page), Some(&slot_index));
-                            assert_eq!(self.shard_of(slot.page), i);
+                for (slot_index, page) in shard.ring.iter().enumerate() {
+                    match page {
+                        Some(page) => {
+                            let slot = shard.index.get(page).expect("ring page indexed");
+                            assert_eq!(slot.ring, slot_index);
+                            assert_eq!(self.shard_of(*page), i);
                             shard_bytes += slot.charge;
                         }
                         None => empty.push(slot_index),

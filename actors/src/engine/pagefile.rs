@@ -177,12 +177,19 @@ impl PageFile {
         let ps = self.limits.page_size;
         let mut sorted: Vec<&PageWrite> = pages.iter().collect();
         sorted.sort_by_key(|w| w.page);
-        // Coalesce consecutive pages into one write each.
+        // Coalesce consecutive pages into one write each, and hand the writes to the file
+        // in batches of a few MiB: a checkpoint's copies of its pages never all exist at once.
+        const BATCH: usize = 4 << 20;
         let mut writes: Vec<(u64, Bytes)> = Vec::new();
+        let mut batched = 0usize;
         let mut run: Vec<u8> = Vec::new();
         let mut run_start = 0u64;
         let mut run_next = 0u64;
         for w in sorted {
+            if batched >= BATCH {
+                self.file.write_batch(std::mem::take(&mut writes)).await?;
+                batched = 0;
+            }
             let header = PageHeader {
                 kind: w.kind,
                 flags: 0,
@@ -191,6 +198,7 @@ impl PageFile {
                 payload_len: w.payload.len() as u32,
             };
             if !run.is_empty() && (w.page != run_next || run.len() >= 1 << 20) {
+                batched += run.len();
                 writes.push((run_start * ps as u64, Bytes::from(std::mem::take(&mut run))));
             }
             if run.is_empty() {
@@ -228,6 +236,10 @@ impl PageFile {
 
 #[async_trait]
 impl PageSource for PageFile {
+    fn cached(&self, page: u64) -> Option<Arc<Node>> {
+        self.pool.get_hit(page)
+    }
+
     async fn node(&self, page: u64) -> Result<Arc<Node>> {
         if let Some(n) = self.pool.get(page) {
             return Ok(n);

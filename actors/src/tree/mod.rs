@@ -36,6 +36,11 @@ use crate::error::Result;
 pub trait PageSource: Send + Sync {
     /// Loads the node stored at `page`.
     async fn node(&self, page: u64) -> Result<Arc<Node>>;
+    /// The node stored at `page` if it is at hand without I/O (a buffer pool hit): lets
+    /// reads skip the boxed future of [`PageSource::node`].
+    fn cached(&self, _page: u64) -> Option<Arc<Node>> {
+        None
+    }
     /// Reads an overflow value of `len` bytes starting at `first_page`.
     async fn overflow(&self, first_page: u64, len: u64) -> Result<Bytes>;
     /// The size limits of the tree's pages.
@@ -46,7 +51,10 @@ pub trait PageSource: Send + Sync {
 pub async fn load(src: &dyn PageSource, ptr: &Ptr) -> Result<Arc<Node>> {
     match ptr {
         Ptr::Dirty(n) => Ok(n.clone()),
-        Ptr::Clean(page) => src.node(*page).await,
+        Ptr::Clean(page) => match src.cached(*page) {
+            Some(n) => Ok(n),
+            None => src.node(*page).await,
+        },
     }
 }
 
