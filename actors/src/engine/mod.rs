@@ -230,6 +230,7 @@ impl EngineInner {
             });
         }
         let wal_bytes_before = self.wal_bytes.load(Ordering::Relaxed);
+        let t0 = std::time::Instant::now();
         // 1. Freeze every collection: its newest durable version and its exact LSN.
         let mut frozen: Vec<(CollectionInfo, Frozen)> = Vec::new();
         let mut actors: Vec<(u32, ActorRef<CollMsg>)> = Vec::new();
@@ -272,6 +273,7 @@ impl EngineInner {
             .unwrap_or(durable_at_freeze)
             .min(durable);
         let limits = *self.pages.limits();
+        let t1 = t0.elapsed();
         // 2. Allocate and encode: trees, catalog, free list.
         // One map of written nodes per collection: a collection told about another's
         // nodes would count them as written pages it no longer reaches, and free them.
@@ -346,9 +348,12 @@ impl EngineInner {
             (writes, cat_ids[0], free_ids[0], alloc.end(), meta_runs)
         };
         self.pages.bump_end(end);
+        let t2 = t0.elapsed();
         // 3. Pages, sync, superblock (other slot), sync.
         self.pages.write_pages(&writes, durable).await?;
+        let t3 = t0.elapsed();
         self.pages.sync().await?;
+        let t4 = t0.elapsed();
         let slot = 1 - state.slot;
         let sb = Superblock {
             page_size: limits.page_size as u32,
@@ -375,12 +380,19 @@ impl EngineInner {
             // A stopped actor has nothing left to swizzle.
             let _ = a.ask(|reply| CollMsg::Swizzle { map, reply }).await;
         }
+        // publish: the superblock written and synced, the log released, trees swizzled.
+        let t5 = t0.elapsed();
         let reclaimed = self.lock_alloc().reclaim();
         tracing::debug!(
             checkpoint = state.number,
             lsn = ckpt_lsn,
             pages = writes.len(),
             reclaimed,
+            freeze_ms = t1.as_secs_f64() * 1e3,
+            encode_ms = (t2 - t1).as_secs_f64() * 1e3,
+            write_ms = (t3 - t2).as_secs_f64() * 1e3,
+            sync_ms = (t4 - t3).as_secs_f64() * 1e3,
+            publish_ms = (t5 - t4).as_secs_f64() * 1e3,
             "checkpoint"
         );
         let _ = self
