@@ -436,3 +436,89 @@ async fn checkpoints_after_one_that_raced_writes_free_no_page_in_use() {
     db.verify().await.unwrap();
     db.close().await.unwrap();
 }
+
+/// After most entries are removed, vacuum moves the nodes left near the end of the file into
+/// the free pages below and cuts the end off: the file shrinks to about what the entries
+/// need, every entry stays, verify accounts for every page, and a reopen sees the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vacuum_shrinks_the_file_after_removals() {
+    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
+    let c = db
+        .collection("things", Kind::Map, "String", "Vec<u8>")
+        .await
+        .unwrap();
+    let n = 20_000u32;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let ops = chunk
+            .iter()
+            .map(|&i| Op::Put(key(i), val(i, 150)))
+            .collect();
+        c.write(ops).await.unwrap();
+    }
+    db.checkpoint().await.unwrap();
+    // Remove nine in ten, in many writes, so leaves are rewritten all over the file.
+    let kept: Vec<u32> = (0..n).filter(|i| i % 10 == 3).collect();
+    for chunk in (0..n)
+        .filter(|i| i % 10 != 3)
+        .collect::<Vec<_>>()
+        .chunks(500)
+    {
+        let ops = chunk.iter().map(|&i| Op::Delete(key(i))).collect();
+        c.write(ops).await.unwrap();
+        db.checkpoint().await.unwrap();
+    }
+    db.checkpoint().await.unwrap();
+    let before = db.stats().await.unwrap();
+    assert!(
+        before.free_pages * 2 > before.pages,
+        "removals left a mostly free file: {} of {} pages free",
+        before.free_pages,
+        before.pages
+    );
+    // A snapshot taken now keeps reading its pages while their nodes move (the old pages
+    // stay until it is dropped, so the end cannot be cut yet).
+    let snap = c.snapshot();
+    db.vacuum().await.unwrap();
+    for &i in kept.iter().step_by(7) {
+        assert_eq!(snap.get(&key(i)).await.unwrap(), Some(val(i, 150)));
+    }
+    drop(snap);
+    let cut = db.vacuum().await.unwrap();
+    let after = db.stats().await.unwrap();
+    assert!(
+        cut > 0 && after.pages + cut <= before.pages,
+        "cut {cut}: {before:?} -> {after:?}"
+    );
+    assert!(
+        after.free_pages * 4 < after.pages.max(256) || after.pages < before.pages / 3,
+        "the file did not shrink enough: {} -> {} pages, {} free",
+        before.pages,
+        after.pages,
+        after.free_pages
+    );
+    for &i in kept.iter().step_by(7) {
+        assert_eq!(c.snapshot().get(&key(i)).await.unwrap(), Some(val(i, 150)));
+    }
+    let report = db.verify().await.unwrap();
+    assert_eq!(report.collections[0].1.entries, kept.len() as u64);
+    db.close().await.unwrap();
+    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
+    let c = db
+        .collection("things", Kind::Map, "String", "Vec<u8>")
+        .await
+        .unwrap();
+    let reopened = db.stats().await.unwrap();
+    assert!(reopened.pages <= after.pages, "{reopened:?}");
+    let snap = c.snapshot();
+    assert_eq!(snap.len(), kept.len() as u64);
+    for &i in &kept {
+        assert_eq!(
+            snap.get(&key(i)).await.unwrap(),
+            Some(val(i, 150)),
+            "key {i}"
+        );
+    }
+    db.verify().await.unwrap();
+    db.close().await.unwrap();
+}

@@ -83,6 +83,25 @@ impl Allocator {
         }
     }
 
+    /// Pages of the free run that reaches the end of the file (0 if none does).
+    pub fn tail_free(&self) -> u64 {
+        match self.free.iter().next_back() {
+            Some((p, n)) if p + n == self.end && *p >= 2 => *n,
+            _ => 0,
+        }
+    }
+
+    /// Cuts the free run that reaches the end of the file off: the file then ends where
+    /// that run starts. Returns how many pages were cut.
+    pub fn trim_tail(&mut self) -> u64 {
+        let n = self.tail_free();
+        if n > 0 {
+            self.end -= n;
+            self.free.remove(&self.end);
+        }
+        n
+    }
+
     /// Allocates `n` pages at the end of the file (for the free list itself, whose size must
     /// not change the free runs it records).
     pub fn alloc_at_end(&mut self, n: u64) -> u64 {
@@ -205,6 +224,30 @@ impl Allocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_free_run_at_the_end_is_cut_off() {
+        let mut a = Allocator::new(100, &[(10, 5), (90, 10)]);
+        assert_eq!(a.trim_tail(), 10);
+        assert_eq!(a.end(), 90);
+        assert_eq!(a.free_runs(), vec![(10, 5)]);
+        assert_eq!(
+            a.trim_tail(),
+            0,
+            "the last free run no longer reaches the end"
+        );
+        a.release(20, 70);
+        assert_eq!(a.trim_tail(), 70);
+        assert_eq!((a.end(), a.free_runs()), (20, vec![(10, 5)]));
+        assert_eq!(
+            a.alloc(6),
+            20,
+            "allocation past the new end grows the file again"
+        );
+        let mut b = Allocator::new(10, &[(2, 8)]);
+        assert_eq!(b.trim_tail(), 8);
+        assert_eq!(b.end(), 2, "the superblock pages stay");
+    }
 
     #[test]
     fn runs_merge_and_split() {

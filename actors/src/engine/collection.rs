@@ -186,6 +186,15 @@ pub(crate) enum CollMsg {
     Held {
         reply: Reply<Vec<(u64, u64)>>,
     },
+    /// Make dirty (up to `budget` of) the nodes stored at page `above` or later, so the next
+    /// checkpoint moves them lower in the file; answers how many were made dirty.
+    Relocate {
+        above: u64,
+        /// Also overflow values stored there (reads every leaf).
+        values: bool,
+        budget: u64,
+        reply: Reply<Result<u64>>,
+    },
 }
 
 /// A collection's part of a checkpoint.
@@ -1049,6 +1058,44 @@ impl CollActor {
         Ok(())
     }
 
+    /// Makes dirty the nodes stored at page `above` or later (at most `budget`) and
+    /// publishes the result: the same content, which the next checkpoint writes lower in the
+    /// file. Nothing is logged (no entry changes). Skipped during a bulk write or after a
+    /// failure.
+    async fn relocate(&mut self, above: u64, values: bool, budget: u64) -> Result<u64> {
+        if self.bulk.is_some() || self.shared.poisoned.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        let engine = self.engine.clone();
+        let src: &dyn PageSource = &*engine.pages;
+        let height = tree::height(src, &self.working).await?;
+        let before = self.working.clone();
+        let mut ctx = WriteCtx::new(src);
+        if let Err(e) =
+            tree::relocate(&mut ctx, &mut self.working, height, above, values, budget).await
+        {
+            // Nothing was published or logged: the tree as it was stands.
+            self.working = before;
+            return Err(e);
+        }
+        if ctx.dirtied == 0 {
+            return Ok(0);
+        }
+        self.seq += 1;
+        let tag = self.seq;
+        self.freed.extend(ctx.freed.into_iter().map(|r| (tag, r)));
+        self.recount_dirty();
+        let cur = self.shared.published.load_full();
+        self.shared.publish(Arc::new(Version {
+            root: self.working.clone(),
+            lsn: cur.lsn,
+            seq: self.seq,
+            _epoch: engine.epoch.load_full(),
+            pinned: Default::default(),
+        }));
+        Ok(ctx.dirtied)
+    }
+
     /// Replaces written nodes by their pages in the working tree and the published version.
     fn swizzle(&mut self, map: &tree::WrittenMap) {
         for w in map.values() {
@@ -1212,6 +1259,16 @@ impl Actor for CollActor {
                 reply.send(());
             }
             CollMsg::Held { reply } => reply.send(self.freed.iter().map(|(_, r)| *r).collect()),
+            CollMsg::Relocate {
+                above,
+                values,
+                budget,
+                reply,
+            } => {
+                // The relocated tree is published at once: every earlier write must be.
+                self.shared.wait_idle().await;
+                reply.send(self.relocate(above, values, budget).await);
+            }
         }
     }
 

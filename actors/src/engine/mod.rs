@@ -201,6 +201,76 @@ impl EngineInner {
         self.checkpoint_locked(guard, None).await.map(|_| ())
     }
 
+    /// Shrinks the file while free pages are over a quarter of it: each round makes dirty
+    /// the nodes stored past the pages in use (at most `budget` nodes) and checkpoints, which
+    /// writes them into free pages lower down (allocation takes the lowest first), frees the
+    /// old ones and cuts the free end of the file off. Once moving nodes no longer helps,
+    /// rounds also move overflow values stored there. Stops after `rounds` rounds, or when
+    /// such a round neither moves anything nor shortens the file (what is left at the end
+    /// is held by an open snapshot). Returns the pages cut.
+    async fn vacuum(self: &Arc<Self>, rounds: usize, budget: u64, min_pages: u64) -> Result<u64> {
+        let start = self.lock_alloc().end();
+        // Overflow values are looked for (which reads every leaf) only once moving nodes
+        // stops shortening the file.
+        let mut values = false;
+        for _ in 0..rounds {
+            let (end, free, pending) = {
+                let mut a = self.lock_alloc();
+                // Pages whose last reader went away since the last checkpoint count as free.
+                a.reclaim();
+                (a.end(), a.free_pages(), a.pending_pages())
+            };
+            if end < min_pages || free.saturating_mul(4) < end {
+                break;
+            }
+            // Where the file could end: the pages in use, and a little room.
+            let used = end - free - pending;
+            let above = used + used / 16 + 2;
+            if above >= end {
+                break;
+            }
+            let guard = self.ckpt.clone().lock_owned().await;
+            if self.closed_for_writes() {
+                break;
+            }
+            let actors: Vec<ActorRef<CollMsg>> = {
+                let registry = self.registry.lock().await;
+                registry.by_name.values().map(|e| e.actor.clone()).collect()
+            };
+            let mut moved = 0;
+            for a in actors {
+                moved += a
+                    .ask(|reply| CollMsg::Relocate {
+                        above,
+                        values,
+                        budget,
+                        reply,
+                    })
+                    .await??;
+            }
+            self.checkpoint_locked(guard, None).await?;
+            let now = self.lock_alloc().end();
+            tracing::debug!(above, moved, end_before = end, end = now, "vacuum round");
+            if moved == 0 && now >= end {
+                if values {
+                    break;
+                }
+                values = true;
+            }
+        }
+        // Pages freed by the last round (once no snapshot read them) may now reach the end:
+        // one more checkpoint cuts them off.
+        if self.lock_alloc().tail_free() > 0 && !self.closed_for_writes() {
+            self.checkpoint().await?;
+        }
+        Ok(start.saturating_sub(self.lock_alloc().end()))
+    }
+
+    /// True once a failure poisoned the engine.
+    fn closed_for_writes(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire) || self.wal.is_poisoned()
+    }
+
     /// Runs a checkpoint; the caller holds the checkpoint lock. `own` is a collection whose
     /// actor is the caller (a bulk write): its version is given, not asked for. Returns that
     /// collection's checkpoint LSN and the map of written nodes (for it to swizzle).
@@ -281,8 +351,11 @@ impl EngineInner {
         let mut maps: HashMap<u32, tree::WrittenMap> = HashMap::new();
         let mut entries = Vec::new();
         let mut freed: Vec<(u64, u64)> = state.meta_runs.clone();
-        let (writes, catalog_root, free_root, end, meta_runs) = {
+        let (writes, catalog_root, free_root, end, meta_runs, trimmed) = {
             let mut alloc = self.lock_alloc();
+            // Free pages at the end of the file are cut off (the file is truncated once this
+            // checkpoint's superblock, which no longer counts them, is durable).
+            let trimmed = alloc.trim_tail();
             for (info, f) in &frozen {
                 let root = tree::flush(&f.version.root, &limits, &mut |n| alloc.alloc(n), &mut out);
                 maps.insert(info.id, std::mem::take(&mut out.map));
@@ -345,9 +418,16 @@ impl EngineInner {
                     payload: Bytes::from(payload),
                 });
             }
-            (writes, cat_ids[0], free_ids[0], alloc.end(), meta_runs)
+            (
+                writes,
+                cat_ids[0],
+                free_ids[0],
+                alloc.end(),
+                meta_runs,
+                trimmed,
+            )
         };
-        self.pages.bump_end(end);
+        self.pages.set_end(end);
         let t2 = t0.elapsed();
         // 3. Pages, sync, superblock (other slot), sync.
         self.pages.write_pages(&writes, durable).await?;
@@ -365,6 +445,9 @@ impl EngineInner {
             database_id: state.database_id,
         };
         self.pages.write_superblock(slot, &sb).await?;
+        if trimmed > 0 {
+            self.pages.truncate(end).await?;
+        }
         state.slot = slot;
         state.number += 1;
         state.meta_runs = meta_runs;
@@ -1347,6 +1430,23 @@ impl Engine {
         self.inner.checkpoint().await
     }
 
+    /// Shrinks the page file after large removals: moves the tree nodes stored near its end
+    /// (and overflow values) into free pages lower down and cuts the freed end off, in
+    /// rounds of at most the dirty budget, while free pages are over a quarter of the file.
+    /// Returns the pages cut off. It runs on its own when the engine is
+    /// idle (one round at a time) and at close (a few rounds) for files of 1 MiB or more;
+    /// this runs it to the end now.
+    /// Pages an open snapshot still reads stay until it is dropped.
+    ///
+    /// Cancel safety: dropping the future between rounds leaves a consistent database (each
+    /// round ends with a checkpoint); dropped inside a checkpoint, the checkpoint finishes or
+    /// fails as [`Engine::checkpoint`]'s does.
+    pub async fn vacuum(&self) -> Result<u64> {
+        self.inner.check_open()?;
+        let budget = (self.inner.dirty_limit_nodes() / 2).max(64);
+        self.inner.vacuum(usize::MAX, budget, 0).await
+    }
+
     /// True once a failed checkpoint or log write made the engine refuse writes (until the
     /// database is reopened, which recovers from the superblock and log in force).
     pub fn is_poisoned(&self) -> bool {
@@ -1509,6 +1609,15 @@ async fn close_inner(inner: &Arc<EngineInner>) -> Result<()> {
         let _ = inner.ckpt.lock().await;
         return Ok(());
     }
+    let mut vacuumed = Ok(0);
+    if !inner.closed_for_writes() {
+        // A file mostly free (after large removals) shrinks before it is left: a few rounds
+        // of moving nodes down, each bounded by the dirty budget.
+        let budget = inner.dirty_limit_nodes().saturating_mul(2).max(64);
+        vacuumed = inner
+            .vacuum(CLOSE_VACUUM_ROUNDS, budget, VACUUM_MIN_PAGES)
+            .await;
+    }
     let guard = inner.ckpt.clone().lock_owned().await;
     let entries: Vec<(Arc<CollShared>, ActorRef<CollMsg>)> = {
         let registry = inner.registry.lock().await;
@@ -1533,7 +1642,7 @@ async fn close_inner(inner: &Arc<EngineInner>) -> Result<()> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
-    result.and(closed)
+    vacuumed.and(result).and(closed)
 }
 
 fn spawn_collection(
@@ -1585,14 +1694,22 @@ async fn checkpointer(inner: Weak<EngineInner>) {
         // No writes for a while, dirty nodes left: write them now, so that the next burst
         // of writes finds the whole dirty budget free (and recovery has less log to replay).
         if timed_out
-            && dirty > 0
             && let Some(e) = inner.upgrade()
             && e.dirty_nodes.load(Ordering::Relaxed) == dirty
             && !e.closed.load(Ordering::Acquire)
             && !e.poisoned.load(Ordering::Acquire)
-            && let Err(err) = e.checkpoint().await
         {
-            tracing::error!(error = %err, "idle checkpoint failed");
+            if dirty > 0 {
+                if let Err(err) = e.checkpoint().await {
+                    tracing::error!(error = %err, "idle checkpoint failed");
+                }
+            } else {
+                // Still idle with nothing dirty: shrink a mostly free file by one round.
+                let budget = (e.dirty_limit_nodes() / 2).max(64);
+                if let Err(err) = e.vacuum(1, budget, VACUUM_MIN_PAGES).await {
+                    tracing::error!(error = %err, "idle vacuum failed");
+                }
+            }
         }
     }
 }
@@ -1600,6 +1717,12 @@ async fn checkpointer(inner: Weak<EngineInner>) {
 /// Time without writes after which the checkpointer writes the dirty nodes left below the
 /// thresholds.
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(200);
+
+/// Files smaller than this many pages are not vacuumed on their own (when idle, at close).
+const VACUUM_MIN_PAGES: u64 = 256;
+
+/// Vacuum rounds at most when the engine closes.
+const CLOSE_VACUUM_ROUNDS: usize = 8;
 
 async fn read_superblock(file: &dyn persistx_io::File, path: &Path) -> Result<(u32, Superblock)> {
     let len = persistx_io::format::superblock::SUPERBLOCK_LEN;

@@ -59,6 +59,21 @@ impl PageFile {
         self.end.fetch_max(end, Ordering::AcqRel);
     }
 
+    /// Sets the number of pages (a checkpoint cut free pages off the end).
+    pub fn set_end(&self, end: u64) {
+        self.end.store(end, Ordering::Release);
+    }
+
+    /// Cuts the file to `end` pages if it is longer (the pages past them are free and no
+    /// superblock in force counts them).
+    pub async fn truncate(&self, end: u64) -> Result<()> {
+        let len = end * self.limits.page_size as u64;
+        if self.file.len().await? > len {
+            self.file.set_len(len).await?;
+        }
+        Ok(())
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path

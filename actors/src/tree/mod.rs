@@ -424,7 +424,7 @@ async fn rebalance(
         return Ok(());
     }
     let size = load(ctx.src, &int.children[i].ptr).await?.encoded_len();
-    if size >= limits.capacity / 4 {
+    if size >= limits.capacity / 2 {
         return Ok(());
     }
     let (l, r) = if i + 1 < int.children.len() {
@@ -432,6 +432,17 @@ async fn rebalance(
     } else {
         (i - 1, i)
     };
+    // Under half full, the node merges with its neighbour if both fit in seven eighths of
+    // a page (so the merged node takes some inserts before it splits again, and random
+    // removals, which leave neighbours under half full alike, still merge them); under a
+    // quarter, it merges or shares entries whatever the neighbour holds.
+    if size >= limits.capacity / 4 {
+        let other = if l == i { r } else { l };
+        let other_size = load(ctx.src, &int.children[other].ptr).await?.encoded_len();
+        if size + other_size > limits.capacity / 8 * 7 {
+            return Ok(());
+        }
+    }
     let mut right_child = int.children.remove(r);
     let sep = int.seps.remove(l);
     let right_node = make_dirty(ctx, &mut right_child).await?.clone();
@@ -499,6 +510,102 @@ pub async fn remove(ctx: &mut WriteCtx<'_>, root: &mut Child, key: &[u8]) -> Res
         }
     }
     Ok(old)
+}
+
+/// Makes dirty the nodes stored at page `above` or later (and the paths to them), until
+/// `ctx.dirtied` reaches `budget`: the next checkpoint writes them to free pages lower in
+/// the file (it allocates the lowest first), so the end of the file becomes free and can be
+/// cut off. With `values`, also the leaves holding overflow values stored at `above` or
+/// later, whose values are read back into memory to be written anew (each page of them
+/// counts against the budget); that reads every leaf. `height` is the number of levels (1
+/// for a lone leaf).
+pub fn relocate<'a>(
+    ctx: &'a mut WriteCtx<'_>,
+    child: &'a mut Child,
+    height: u32,
+    above: u64,
+    values: bool,
+    budget: u64,
+) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        let src = ctx.src;
+        if ctx.dirtied >= budget || !holds_page_from(src, &child.ptr, height, above, values).await?
+        {
+            return Ok(());
+        }
+        let limits = *src.limits();
+        match make_dirty(ctx, child).await? {
+            Node::Interior(int) => {
+                for c in &mut int.children {
+                    relocate(ctx, c, height - 1, above, values, budget).await?;
+                }
+            }
+            Node::Leaf(l) if values => {
+                for j in 0..l.len() {
+                    if let ValRef::Overflow { len, first_page } = l.value(j)
+                        && first_page >= above
+                    {
+                        let bytes = src.overflow(first_page, len).await?;
+                        let old = l.replace(j, Val::Inline(bytes), &limits);
+                        ctx.free_val(&old);
+                        ctx.dirtied += limits.overflow_pages(len);
+                    }
+                }
+            }
+            Node::Leaf(_) => {}
+        }
+        Ok(())
+    })
+}
+
+/// True if the subtree at `ptr` (of `height` levels) has a node stored at page `above` or
+/// later, or (with `values`) an overflow value that starts there. Without `values` it reads
+/// interior nodes only: a leaf's page is in its parent.
+fn holds_page_from<'a>(
+    src: &'a dyn PageSource,
+    ptr: &'a Ptr,
+    height: u32,
+    above: u64,
+    values: bool,
+) -> BoxFuture<'a, Result<bool>> {
+    Box::pin(async move {
+        if let Ptr::Clean(p) = ptr
+            && *p >= above
+        {
+            return Ok(true);
+        }
+        if height <= 1 && !values {
+            return Ok(false);
+        }
+        let node = load(src, ptr).await?;
+        match &*node {
+            Node::Leaf(l) => Ok((0..l.len()).any(|j| {
+                matches!(l.value(j), ValRef::Overflow { first_page, .. } if first_page >= above)
+            })),
+            Node::Interior(int) => {
+                for c in &int.children {
+                    if holds_page_from(src, &c.ptr, height - 1, above, values).await? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        }
+    })
+}
+
+/// Levels of the tree below and including `root` (1 for a lone leaf).
+pub async fn height(src: &dyn PageSource, root: &Child) -> Result<u32> {
+    let mut h = 1;
+    let mut node = load(src, &root.ptr).await?;
+    loop {
+        let next = match &*node {
+            Node::Leaf(_) => return Ok(h),
+            Node::Interior(int) => int.children[0].ptr.clone(),
+        };
+        h += 1;
+        node = load(src, &next).await?;
+    }
 }
 
 /// Builds a tree from entries sorted by strictly increasing key, filling nodes to `fill`
