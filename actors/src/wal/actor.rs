@@ -422,5 +422,12 @@ impl Actor for LogActor {
     async fn on_stop(&mut self) {
         // A clean close leaves everything durable, whatever level it was written at.
         self.on_tick().await;
+        // Spare segments only save preparing a new one while the log runs: a closed
+        // database does not keep them on disk (a failure just leaves one for next time).
+        for spare in std::mem::take(&mut self.segdir.spares) {
+            if let Err(e) = self.segdir.vfs.remove_file(&spare).await {
+                tracing::debug!(error = %e, path = %spare.display(), "spare log segment not removed");
+            }
+        }
     }
 }
