@@ -286,6 +286,27 @@ impl Database {
         Ok(self.engine.verify().await?)
     }
 
+    /// Shrinks the file after large removals: moves what lies near its end into free pages
+    /// lower down and cuts the free end off, while over a quarter of the file is free.
+    /// Returns the pages cut off. This also happens on its own while the database is idle
+    /// and when it closes (for files of 1 MiB or more); call it to shrink the file at once.
+    ///
+    /// ```no_run
+    /// # async fn example() -> persistx_collections::Result<()> {
+    /// # let db = persistx_collections::Database::open("./data").await?;
+    /// let logs: persistx_collections::PersistentMap<u64, String> = db.map("logs").await?;
+    /// logs.retain(|k, _| *k > 1_000_000).await?;
+    /// let pages = db.vacuum().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Safe to drop: each round ends with a checkpoint; the database is consistent between
+    /// rounds, and a checkpoint cut short is recovered like a crash.
+    pub async fn vacuum(&self) -> Result<u64> {
+        Ok(self.engine.vacuum().await?)
+    }
+
     /// Waits for acknowledged writes, checkpoints, stops the actors and the log, and
     /// releases the directory. Idempotent.
     ///

@@ -659,3 +659,40 @@ fn value_codecs_record_their_format() {
         db.close().await.unwrap();
     });
 }
+
+/// After most of a map is removed, `Database::vacuum` shrinks the file to about what is
+/// left, and the close's own vacuum leaves a small file too; every kept entry survives.
+#[test]
+fn vacuum_shrinks_the_file_after_removals() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data.px");
+        let db = Database::open(dir.path()).await.unwrap();
+        let m: PersistentMap<u32, Vec<u8>> = db.map("m").await.unwrap();
+        m.insert_many((0..40_000u32).map(|i| (i.wrapping_mul(2_654_435_761), vec![i as u8; 120])))
+            .await
+            .unwrap();
+        let removed = m.retain(|k, _| k % 10 == 0).await.unwrap();
+        assert!(removed > 30_000, "removed {removed}");
+        db.engine().checkpoint().await.unwrap();
+        let before = std::fs::metadata(&file).unwrap().len();
+        let cut = db.vacuum().await.unwrap();
+        let after = std::fs::metadata(&file).unwrap().len();
+        assert!(
+            cut > 0 && after * 2 < before,
+            "{before} -> {after} bytes, {cut} pages cut"
+        );
+        let left = m.len();
+        db.close().await.unwrap();
+        let db = Database::open(dir.path()).await.unwrap();
+        let m: PersistentMap<u32, Vec<u8>> = db.map("m").await.unwrap();
+        assert_eq!(m.len(), left);
+        for i in (0..40_000u32).step_by(13) {
+            let k = i.wrapping_mul(2_654_435_761);
+            let want = (k % 10 == 0).then(|| vec![i as u8; 120]);
+            assert_eq!(m.get(&k).await.unwrap(), want, "key {k}");
+        }
+        db.verify().await.unwrap();
+        db.close().await.unwrap();
+    });
+}
