@@ -21,6 +21,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod bufs;
 pub mod error;
 pub mod format;
 pub mod memory;

@@ -238,7 +238,7 @@ pub trait File: Send + Sync + Debug + 'static {
 /// `preadv2(RWF_NOWAIT)` of exactly `len` bytes: the bytes if the page cache had them all.
 #[cfg(target_os = "linux")]
 pub(crate) fn read_nowait(file: &std::fs::File, offset: u64, len: usize) -> Option<Bytes> {
-    let mut buf = vec![0u8; len];
+    let mut buf = crate::bufs::take(len);
     let mut done = 0;
     while done < len {
         let mut slices = [std::io::IoSliceMut::new(&mut buf[done..])];
@@ -252,7 +252,7 @@ pub(crate) fn read_nowait(file: &std::fs::File, offset: u64, len: usize) -> Opti
             Ok(n) => done += n,
         }
     }
-    Some(Bytes::from(buf))
+    Some(crate::bufs::into_bytes(buf))
 }
 
 /// Without `RWF_NOWAIT`: never served from the calling thread.

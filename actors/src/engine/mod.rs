@@ -1611,9 +1611,9 @@ async fn close_inner(inner: &Arc<EngineInner>) -> Result<()> {
     }
     let mut vacuumed = Ok(0);
     if !inner.closed_for_writes() {
-        // A file mostly free (after large removals) shrinks before it is left: a few rounds
-        // of moving nodes down, each bounded by the dirty budget.
-        let budget = inner.dirty_limit_nodes().saturating_mul(2).max(64);
+        // A file mostly free (after large removals) shrinks before it is left: rounds of
+        // moving nodes down, each the size of an ordinary checkpoint.
+        let budget = inner.dirty_limit_nodes().max(64);
         vacuumed = inner
             .vacuum(CLOSE_VACUUM_ROUNDS, budget, VACUUM_MIN_PAGES)
             .await;
@@ -1722,7 +1722,7 @@ const IDLE_CHECKPOINT: Duration = Duration::from_millis(200);
 const VACUUM_MIN_PAGES: u64 = 256;
 
 /// Vacuum rounds at most when the engine closes.
-const CLOSE_VACUUM_ROUNDS: usize = 8;
+const CLOSE_VACUUM_ROUNDS: usize = 16;
 
 async fn read_superblock(file: &dyn persistx_io::File, path: &Path) -> Result<(u32, Superblock)> {
     let len = persistx_io::format::superblock::SUPERBLOCK_LEN;

@@ -171,6 +171,20 @@ fn copy_entry(
     new_at
 }
 
+/// Appends to a buffer of known size.
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    #[inline]
+    fn put(&mut self, b: &[u8]) {
+        self.buf[self.at..self.at + b.len()].copy_from_slice(b);
+        self.at += b.len();
+    }
+}
+
 /// A value in a leaf, borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValRef<'a> {
@@ -554,33 +568,40 @@ impl Leaf {
     /// to `overflow`, which writes it and returns the first page of its run. Returns the
     /// payload and the clean leaf that shares it.
     pub fn encode(&self, overflow: &mut dyn FnMut(&Bytes) -> u64) -> (Bytes, Leaf) {
-        let mut out = Vec::with_capacity(4 + self.live);
-        out.extend_from_slice(&(self.slots.len() as u16).to_le_bytes());
-        out.extend_from_slice(&[0, 0]);
+        // A recycled page-sized buffer (see `persistx_io::bufs`): the clean leaf the buffer
+        // pool keeps shares it, and another thread frees it.
+        let len = 4 + self.live;
+        let mut buf = persistx_io::bufs::take(len.div_ceil(4096) * 4096);
+        let mut out = Writer {
+            buf: &mut buf,
+            at: 0,
+        };
+        out.put(&(self.slots.len() as u16).to_le_bytes());
+        out.put(&[0, 0]);
         let src = self.buf.bytes();
         let mut slots = Vec::with_capacity(self.slots.len());
         for s in &self.slots {
             let at = s.at as usize;
-            let new_at = out.len();
+            let new_at = out.at;
             if src[at + 2] == KIND_PENDING {
                 let b = &self.big[rd32(src, at + 3)];
                 let first = overflow(b);
                 let (ks, ke) = key_range(src, at);
-                out.extend_from_slice(&src[at..at + 2]);
-                out.push(KIND_OVERFLOW);
-                out.extend_from_slice(&(b.len() as u64).to_le_bytes());
-                out.extend_from_slice(&first.to_le_bytes());
-                out.extend_from_slice(&src[ks..ke]);
+                out.put(&src[at..at + 2]);
+                out.put(&[KIND_OVERFLOW]);
+                out.put(&(b.len() as u64).to_le_bytes());
+                out.put(&first.to_le_bytes());
+                out.put(&src[ks..ke]);
             } else {
-                out.extend_from_slice(&src[at..at + mem_len(src, at)]);
+                out.put(&src[at..at + mem_len(src, at)]);
             }
             slots.push(Slot {
                 prefix: s.prefix,
                 at: new_at as u32,
             });
         }
-        debug_assert_eq!(out.len(), 4 + self.live);
-        let bytes = Bytes::from(out);
+        debug_assert_eq!(out.at, len);
+        let bytes = persistx_io::bufs::into_bytes(buf).slice(..len);
         let clean = Leaf {
             buf: Buf::Shared(bytes.clone()),
             slots,
@@ -600,7 +621,7 @@ pub struct Interior {
     pub children: Vec<Child>,
     /// `children.len() - 1` strictly increasing separators.
     pub seps: Vec<Bytes>,
-    /// Separator prefixes, as [`Leaf::prefix`].
+    /// Separator prefixes (8 bytes, big-endian), for searches as in leaves.
     pub prefix: Option<Box<[u64]>>,
 }
 
