@@ -268,13 +268,7 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
     ///
     /// Counts a hit or a miss and sets the entry's reference bit, so the clock spares it once.
     pub fn get(&self, page: u64) -> Option<Arc<V>> {
-        let found = {
-            let mut shard = self.lock(self.shard_of(page));
-            shard.index.get_mut(&page).map(|slot| {
-                slot.referenced = true;
-                Arc::clone(&slot.value)
-            })
-        };
+        let found = self.lookup(page);
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -287,17 +281,21 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
     /// [`BufferPool::get`] that counts only a hit: for a caller that falls back to `get` (which
     /// then counts the miss) when this finds nothing.
     pub fn get_hit(&self, page: u64) -> Option<Arc<V>> {
-        let found = {
-            let mut shard = self.lock(self.shard_of(page));
-            shard.index.get_mut(&page).map(|slot| {
-                slot.referenced = true;
-                Arc::clone(&slot.value)
-            })
-        };
+        let found = self.lookup(page);
         if found.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
         found
+    }
+
+    /// The page's value, with its reference bit set; counts nothing.
+    #[inline]
+    fn lookup(&self, page: u64) -> Option<Arc<V>> {
+        let mut shard = self.lock(self.shard_of(page));
+        shard.index.get_mut(&page).map(|slot| {
+            slot.referenced = true;
+            Arc::clone(&slot.value)
+        })
     }
 
     /// Inserts `value` for `page` with a charge of `charge` bytes, replacing any entry the page
