@@ -427,22 +427,31 @@ async fn rebalance(
     if size >= limits.capacity / 2 {
         return Ok(());
     }
-    let (l, r) = if i + 1 < int.children.len() {
-        (i, i + 1)
+    // Under half full, the node merges with a neighbour (the right one, else the left) if
+    // both fit in seven eighths of a page (so the merged node takes some inserts before it
+    // splits again, and random removals, which leave neighbours under half full alike,
+    // still merge them); under a quarter, it merges with its right neighbour (the left for
+    // the last child), or shares entries with it, whatever the neighbour holds.
+    let pairs = [
+        (i + 1 < int.children.len()).then(|| (i, i + 1)),
+        (i > 0).then(|| (i - 1, i)),
+    ];
+    let mut chosen = None;
+    if size < limits.capacity / 4 {
+        chosen = pairs.iter().flatten().next().copied();
     } else {
-        (i - 1, i)
-    };
-    // Under half full, the node merges with its neighbour if both fit in seven eighths of
-    // a page (so the merged node takes some inserts before it splits again, and random
-    // removals, which leave neighbours under half full alike, still merge them); under a
-    // quarter, it merges or shares entries whatever the neighbour holds.
-    if size >= limits.capacity / 4 {
-        let other = if l == i { r } else { l };
-        let other_size = load(ctx.src, &int.children[other].ptr).await?.encoded_len();
-        if size + other_size > limits.capacity / 8 * 7 {
-            return Ok(());
+        for (l, r) in pairs.into_iter().flatten() {
+            let other = if l == i { r } else { l };
+            let other_size = load(ctx.src, &int.children[other].ptr).await?.encoded_len();
+            if size + other_size <= limits.capacity / 8 * 7 {
+                chosen = Some((l, r));
+                break;
+            }
         }
     }
+    let Some((l, r)) = chosen else {
+        return Ok(());
+    };
     let mut right_child = int.children.remove(r);
     let sep = int.seps.remove(l);
     let right_node = make_dirty(ctx, &mut right_child).await?.clone();
