@@ -522,3 +522,55 @@ async fn vacuum_shrinks_the_file_after_removals() {
     db.verify().await.unwrap();
     db.close().await.unwrap();
 }
+
+/// An idle engine whose file end is held by an open snapshot does not checkpoint over and
+/// over trying to vacuum: rounds that can neither move nor cut anything stop until writes
+/// come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_vacuum_gives_up_while_a_snapshot_holds_the_end() {
+    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let db = Engine::open(vfs.clone(), "/db", EngineOptions::default())
+        .await
+        .unwrap();
+    let c = db
+        .collection("things", Kind::Map, "String", "Vec<u8>")
+        .await
+        .unwrap();
+    for chunk in (0..20_000u32).collect::<Vec<_>>().chunks(1000) {
+        c.write(
+            chunk
+                .iter()
+                .map(|&i| Op::Put(key(i), val(i, 150)))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    }
+    db.checkpoint().await.unwrap();
+    for chunk in (0..20_000u32)
+        .filter(|i| i % 10 != 3)
+        .collect::<Vec<_>>()
+        .chunks(500)
+    {
+        c.write(chunk.iter().map(|&i| Op::Delete(key(i))).collect())
+            .await
+            .unwrap();
+    }
+    db.checkpoint().await.unwrap();
+    let snap = c.snapshot();
+    // Moves the nodes at the end; their old pages stay for the snapshot.
+    db.vacuum().await.unwrap();
+    let before = db.stats().await.unwrap();
+    assert!(before.free_pages * 4 > before.pages, "{before:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    let after = db.stats().await.unwrap();
+    assert!(
+        after.checkpoints <= before.checkpoints + 2,
+        "an idle engine kept checkpointing: {} -> {} checkpoints in 2 s",
+        before.checkpoints,
+        after.checkpoints
+    );
+    assert_eq!(snap.get(&key(3)).await.unwrap(), Some(val(3, 150)));
+    drop(snap);
+    db.close().await.unwrap();
+}

@@ -204,15 +204,21 @@ impl EngineInner {
     /// Shrinks the file while free pages are over a quarter of it: each round makes dirty
     /// the nodes stored past the pages in use (at most `budget` nodes) and checkpoints, which
     /// writes them into free pages lower down (allocation takes the lowest first), frees the
-    /// old ones and cuts the free end of the file off. Once moving nodes no longer helps,
-    /// rounds also move overflow values stored there. Stops after `rounds` rounds, or when
-    /// such a round neither moves anything nor shortens the file (what is left at the end
-    /// is held by an open snapshot). Returns the pages cut.
-    async fn vacuum(self: &Arc<Self>, rounds: usize, budget: u64, min_pages: u64) -> Result<u64> {
+    /// old ones and cuts the free end of the file off. Once moving nodes no longer helps (or
+    /// from the start with `values`), rounds also move overflow values stored there. Stops
+    /// after `rounds` rounds, or when such a round neither moves anything nor shortens the
+    /// file (what is left at the end is held by an open snapshot); a round that moves
+    /// nothing checkpoints only if that cuts the end. Returns what it did.
+    async fn vacuum(
+        self: &Arc<Self>,
+        rounds: usize,
+        budget: u64,
+        min_pages: u64,
+        values: bool,
+    ) -> Result<Vacuumed> {
+        let mut values = values;
         let start = self.lock_alloc().end();
-        // Overflow values are looked for (which reads every leaf) only once moving nodes
-        // stops shortening the file.
-        let mut values = false;
+        let mut moved_total = 0;
         for _ in 0..rounds {
             let (end, free, pending) = {
                 let mut a = self.lock_alloc();
@@ -248,7 +254,12 @@ impl EngineInner {
                     })
                     .await??;
             }
-            self.checkpoint_locked(guard, None).await?;
+            moved_total += moved;
+            if moved > 0 || self.lock_alloc().tail_free() > 0 {
+                self.checkpoint_locked(guard, None).await?;
+            } else {
+                drop(guard);
+            }
             let now = self.lock_alloc().end();
             tracing::debug!(above, moved, end_before = end, end = now, "vacuum round");
             if moved == 0 && now >= end {
@@ -263,7 +274,10 @@ impl EngineInner {
         if self.lock_alloc().tail_free() > 0 && !self.closed_for_writes() {
             self.checkpoint().await?;
         }
-        Ok(start.saturating_sub(self.lock_alloc().end()))
+        Ok(Vacuumed {
+            cut: start.saturating_sub(self.lock_alloc().end()),
+            moved: moved_total,
+        })
     }
 
     /// True once a failure poisoned the engine.
@@ -1444,7 +1458,7 @@ impl Engine {
     pub async fn vacuum(&self) -> Result<u64> {
         self.inner.check_open()?;
         let budget = (self.inner.dirty_limit_nodes() / 2).max(64);
-        self.inner.vacuum(usize::MAX, budget, 0).await
+        Ok(self.inner.vacuum(usize::MAX, budget, 0, false).await?.cut)
     }
 
     /// True once a failed checkpoint or log write made the engine refuse writes (until the
@@ -1615,8 +1629,9 @@ async fn close_inner(inner: &Arc<EngineInner>) -> Result<()> {
         // moving nodes down, each the size of an ordinary checkpoint.
         let budget = inner.dirty_limit_nodes().max(64);
         vacuumed = inner
-            .vacuum(CLOSE_VACUUM_ROUNDS, budget, VACUUM_MIN_PAGES)
-            .await;
+            .vacuum(CLOSE_VACUUM_ROUNDS, budget, VACUUM_MIN_PAGES, false)
+            .await
+            .map(|v| v.cut);
     }
     let guard = inner.ckpt.clone().lock_owned().await;
     let entries: Vec<(Arc<CollShared>, ActorRef<CollMsg>)> = {
@@ -1672,6 +1687,7 @@ fn spawn_collection(
 }
 
 async fn checkpointer(inner: Weak<EngineInner>) {
+    let mut idle_vacuum = IdleVacuum::Nodes;
     loop {
         let Some(e) = inner.upgrade() else {
             return;
@@ -1683,6 +1699,7 @@ async fn checkpointer(inner: Weak<EngineInner>) {
             if let Err(err) = e.checkpoint().await {
                 tracing::error!(error = %err, "automatic checkpoint failed");
             }
+            idle_vacuum = IdleVacuum::Nodes;
             continue;
         }
         let trigger = e.trigger.clone();
@@ -1703,11 +1720,20 @@ async fn checkpointer(inner: Weak<EngineInner>) {
                 if let Err(err) = e.checkpoint().await {
                     tracing::error!(error = %err, "idle checkpoint failed");
                 }
-            } else {
+                // Writes came since the last vacuum round: it may find work again.
+                idle_vacuum = IdleVacuum::Nodes;
+            } else if idle_vacuum != IdleVacuum::Stuck {
                 // Still idle with nothing dirty: shrink a mostly free file by one round.
                 let budget = (e.dirty_limit_nodes() / 2).max(64);
-                if let Err(err) = e.vacuum(1, budget, VACUUM_MIN_PAGES).await {
-                    tracing::error!(error = %err, "idle vacuum failed");
+                let values = idle_vacuum == IdleVacuum::Values;
+                match e.vacuum(1, budget, VACUUM_MIN_PAGES, values).await {
+                    Ok(v) if v.cut > 0 || v.moved > 0 => {}
+                    Ok(_) if values => idle_vacuum = IdleVacuum::Stuck,
+                    Ok(_) => idle_vacuum = IdleVacuum::Values,
+                    Err(err) => {
+                        tracing::error!(error = %err, "idle vacuum failed");
+                        idle_vacuum = IdleVacuum::Stuck;
+                    }
                 }
             }
         }
@@ -1717,6 +1743,25 @@ async fn checkpointer(inner: Weak<EngineInner>) {
 /// Time without writes after which the checkpointer writes the dirty nodes left below the
 /// thresholds.
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(200);
+
+/// What a vacuum did.
+struct Vacuumed {
+    /// Pages cut off the end of the file.
+    cut: u64,
+    /// Nodes (and overflow pages) moved.
+    moved: u64,
+}
+
+/// The idle checkpointer's vacuum, one round per idle period.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IdleVacuum {
+    /// Move nodes.
+    Nodes,
+    /// Moving nodes stopped helping: move overflow values too (reads every leaf).
+    Values,
+    /// Nothing could move or be cut (an open snapshot holds the end): wait for writes.
+    Stuck,
+}
 
 /// Files smaller than this many pages are not vacuumed on their own (when idle, at close).
 const VACUUM_MIN_PAGES: u64 = 256;
