@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use persistx_actors::engine::{Engine, EngineOptions, Kind, Op, OpResult};
+use persistx_actors::engine::{Collection, Engine, EngineOptions, Kind, Op, OpResult};
 use persistx_io::Vfs;
 use persistx_io::memory::MemoryVfs;
 
@@ -29,14 +29,20 @@ fn opts() -> EngineOptions {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_read_checkpoint_reopen() {
-    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
-    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
+/// Opens the database at `/db` of `vfs` and its map "things".
+async fn open_things(vfs: &Arc<dyn Vfs>, options: EngineOptions) -> (Engine, Collection) {
+    let db = Engine::open(vfs.clone(), "/db", options).await.unwrap();
     let c = db
         .collection("things", Kind::Map, "String", "Vec<u8>")
         .await
         .unwrap();
+    (db, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_read_checkpoint_reopen() {
+    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let (db, c) = open_things(&vfs, opts()).await;
     for i in 0..2000 {
         let r = c
             .write(vec![Op::Put(key(i), val(i, (i as usize * 7) % 3000))])
@@ -73,11 +79,7 @@ async fn write_read_checkpoint_reopen() {
     // Reopen without a checkpoint: simulate by dropping the engine without close? Close
     // checkpoints; test both paths.
     db.close().await.unwrap();
-    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
-    let c = db
-        .collection("things", Kind::Map, "String", "Vec<u8>")
-        .await
-        .unwrap();
+    let (db, c) = open_things(&vfs, opts()).await;
     let snap = c.snapshot();
     assert_eq!(snap.len(), 1999);
     for i in 0..2000 {
@@ -443,11 +445,7 @@ async fn checkpoints_after_one_that_raced_writes_free_no_page_in_use() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vacuum_shrinks_the_file_after_removals() {
     let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
-    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
-    let c = db
-        .collection("things", Kind::Map, "String", "Vec<u8>")
-        .await
-        .unwrap();
+    let (db, c) = open_things(&vfs, opts()).await;
     let n = 20_000u32;
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let ops = chunk
@@ -503,11 +501,7 @@ async fn vacuum_shrinks_the_file_after_removals() {
     let report = db.verify().await.unwrap();
     assert_eq!(report.collections[0].1.entries, kept.len() as u64);
     db.close().await.unwrap();
-    let db = Engine::open(vfs.clone(), "/db", opts()).await.unwrap();
-    let c = db
-        .collection("things", Kind::Map, "String", "Vec<u8>")
-        .await
-        .unwrap();
+    let (db, c) = open_things(&vfs, opts()).await;
     let reopened = db.stats().await.unwrap();
     assert!(reopened.pages <= after.pages, "{reopened:?}");
     let snap = c.snapshot();
@@ -529,13 +523,7 @@ async fn vacuum_shrinks_the_file_after_removals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_vacuum_gives_up_while_a_snapshot_holds_the_end() {
     let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
-    let db = Engine::open(vfs.clone(), "/db", EngineOptions::default())
-        .await
-        .unwrap();
-    let c = db
-        .collection("things", Kind::Map, "String", "Vec<u8>")
-        .await
-        .unwrap();
+    let (db, c) = open_things(&vfs, EngineOptions::default()).await;
     for chunk in (0..20_000u32).collect::<Vec<_>>().chunks(1000) {
         c.write(
             chunk
