@@ -994,13 +994,7 @@ impl CollActor {
         // recovery would replay them over it. At `Durability::Eventual` or `None` the
         // log's durable LSN can still be below that record.
         let last_logged = self.shared.published.load().lsn;
-        let version = Arc::new(Version {
-            root: self.working.clone(),
-            lsn: last_logged,
-            seq: self.seq,
-            _epoch: self.engine.epoch.load_full(),
-            pinned: Default::default(),
-        });
+        let version = self.working_version(last_logged);
         let freed: Vec<(u64, u64)> = {
             let seq = self.seq;
             let (now, later): (Vec<_>, Vec<_>) = self.freed.drain(..).partition(|(t, _)| *t <= seq);
@@ -1014,15 +1008,7 @@ impl CollActor {
         match done {
             Ok((lsn, map)) => {
                 self.swizzle(&map);
-                let epoch = self.engine.epoch.load_full();
-                let v = Version {
-                    root: self.working.clone(),
-                    lsn,
-                    seq: self.seq,
-                    _epoch: epoch,
-                    pinned: Default::default(),
-                };
-                self.shared.publish(Arc::new(v));
+                self.shared.publish(self.working_version(lsn));
                 Ok(())
             }
             Err(e) => {
@@ -1085,15 +1071,20 @@ impl CollActor {
         let tag = self.seq;
         self.freed.extend(ctx.freed.into_iter().map(|r| (tag, r)));
         self.recount_dirty();
-        let cur = self.shared.published.load_full();
-        self.shared.publish(Arc::new(Version {
-            root: self.working.clone(),
-            lsn: cur.lsn,
-            seq: self.seq,
-            _epoch: engine.epoch.load_full(),
-            pinned: Default::default(),
-        }));
+        let lsn = self.shared.published.load().lsn;
+        self.shared.publish(self.working_version(lsn));
         Ok(ctx.dirtied)
+    }
+
+    /// The working tree as version `self.seq` at `lsn`, holding the current epoch.
+    fn working_version(&self, lsn: u64) -> Arc<Version> {
+        Arc::new(Version {
+            root: self.working.clone(),
+            lsn,
+            seq: self.seq,
+            _epoch: self.engine.epoch.load_full(),
+            pinned: Default::default(),
+        })
     }
 
     /// Replaces written nodes by their pages in the working tree and the published version.

@@ -214,9 +214,8 @@ impl EngineInner {
         rounds: usize,
         budget: u64,
         min_pages: u64,
-        values: bool,
+        mut values: bool,
     ) -> Result<Vacuumed> {
-        let mut values = values;
         let start = self.lock_alloc().end();
         let mut moved_total = 0;
         for _ in 0..rounds {
@@ -236,7 +235,7 @@ impl EngineInner {
                 break;
             }
             let guard = self.ckpt.clone().lock_owned().await;
-            if self.closed_for_writes() {
+            if self.is_poisoned() {
                 break;
             }
             let actors: Vec<ActorRef<CollMsg>> = {
@@ -271,7 +270,7 @@ impl EngineInner {
         }
         // Pages freed by the last round (once no snapshot read them) may now reach the end:
         // one more checkpoint cuts them off.
-        if self.lock_alloc().tail_free() > 0 && !self.closed_for_writes() {
+        if self.lock_alloc().tail_free() > 0 && !self.is_poisoned() {
             self.checkpoint().await?;
         }
         Ok(Vacuumed {
@@ -280,8 +279,8 @@ impl EngineInner {
         })
     }
 
-    /// True once a failure poisoned the engine.
-    fn closed_for_writes(&self) -> bool {
+    /// True once a failed checkpoint or log write poisoned the engine.
+    fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire) || self.wal.is_poisoned()
     }
 
@@ -1464,7 +1463,7 @@ impl Engine {
     /// True once a failed checkpoint or log write made the engine refuse writes (until the
     /// database is reopened, which recovers from the superblock and log in force).
     pub fn is_poisoned(&self) -> bool {
-        self.inner.poisoned.load(Ordering::Acquire) || self.inner.wal.is_poisoned()
+        self.inner.is_poisoned()
     }
 
     /// Counters.
@@ -1624,7 +1623,7 @@ async fn close_inner(inner: &Arc<EngineInner>) -> Result<()> {
         return Ok(());
     }
     let mut vacuumed = Ok(0);
-    if !inner.closed_for_writes() {
+    if !inner.is_poisoned() {
         // A file mostly free (after large removals) shrinks before it is left: rounds of
         // moving nodes down, each the size of an ordinary checkpoint.
         let budget = inner.dirty_limit_nodes().max(64);
@@ -1643,7 +1642,7 @@ async fn close_inner(inner: &Arc<EngineInner>) -> Result<()> {
             .collect()
     };
     let mut result = Ok(());
-    if !inner.poisoned.load(Ordering::Acquire) && !inner.wal.is_poisoned() {
+    if !inner.is_poisoned() {
         result = inner.checkpoint_locked(guard, None).await.map(|_| ());
     } else {
         drop(guard);
