@@ -40,9 +40,19 @@ impl MemPages {
             *next += n;
             first
         };
-        tree::flush(snapshot, &self.limits, &mut alloc, &mut out);
+        tree::assign(snapshot, &self.limits, &mut alloc, &mut out);
+        // Encoded a few pages at a time, as a checkpoint does in chunks of a few MiB.
+        let mut writes = Vec::new();
+        loop {
+            let (some, _leaves) =
+                tree::encode_some(&mut out, &self.limits, 3 * self.limits.page_size);
+            if some.is_empty() {
+                break;
+            }
+            writes.extend(some);
+        }
         let mut pages = self.pages.lock().unwrap();
-        for w in out.writes {
+        for w in writes {
             let header = PageHeader {
                 kind: w.kind,
                 flags: 0,

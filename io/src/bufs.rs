@@ -67,3 +67,41 @@ pub fn take(len: usize) -> PageBuf {
 pub fn into_bytes(buf: PageBuf) -> Bytes {
     Bytes::from_owner(buf)
 }
+
+/// Set while a thread gives free memory back (at most one does at a time).
+static TRIMMING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Gives the C allocator's free memory back to the system, on a thread of its own, unless
+/// that is already under way. Called after a checkpoint or a bulk write's spill has freed
+/// many pages' worth of nodes.
+///
+/// glibc's `malloc` keeps an arena per thread (up to eight per core), and memory freed
+/// in an arena serves only that arena: after a checkpoint frees the dirty nodes one tokio
+/// worker allocated, the next nodes (built on the other worker) take fresh memory, so
+/// each arena grows to the peak and the process holds several. `malloc_trim` returns the
+/// free pages of every arena. It takes a few milliseconds to tens of milliseconds, so it
+/// never runs on the caller's thread (a tokio worker). Elsewhere (another C library, or a
+/// program with its own global allocator) it does nothing.
+pub fn trim_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::sync::atomic::Ordering;
+        if TRIMMING.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("persistx-trim".into())
+            .spawn(|| {
+                #[allow(unsafe_code)]
+                // SAFETY: malloc_trim takes no pointer; it only walks the allocator's own
+                // free lists (under the arenas' locks) and advises the kernel.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+                TRIMMING.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            TRIMMING.store(false, Ordering::Release);
+        }
+    }
+}

@@ -871,7 +871,10 @@ impl CollActor {
                 payload,
             })
             .collect();
-        self.engine.pages.write_pages(&writes, 0).await
+        self.engine.pages.write_pages(&writes, 0).await?;
+        drop(writes);
+        persistx_io::bufs::trim_allocator();
+        Ok(())
     }
 
     /// Merges the staged runs into the working tree in key order (equal keys in staging
@@ -1022,6 +1025,7 @@ impl CollActor {
     /// holds the checkpoint lock, so none is written meanwhile) to bound memory.
     async fn spill(&mut self, spilled: &mut Vec<(u64, u64)>) -> Result<()> {
         let mut out = tree::Flushed::default();
+        let limits = *self.engine.pages.limits();
         {
             let mut alloc = self.engine.lock_alloc();
             let mut f = |n: u64| {
@@ -1029,18 +1033,31 @@ impl CollActor {
                 spilled.push((p, n));
                 p
             };
-            tree::flush(&self.working, self.engine.pages.limits(), &mut f, &mut out);
+            tree::assign(&self.working, &limits, &mut f, &mut out);
         }
         self.engine.pages.bump_end(self.engine.lock_alloc().end());
-        self.engine.pages.write_pages(&out.writes, 0).await?;
         // Only the working tree: the published version must not point at spilled pages,
         // which a failed bulk write releases at once.
+        loop {
+            let (writes, leaves) = tree::encode_some(&mut out, &limits, super::WRITE_CHUNK);
+            if writes.is_empty() {
+                break;
+            }
+            self.engine.pages.write_pages(&writes, 0).await?;
+            for (page, node) in leaves {
+                self.engine.pages.cache(page, node);
+            }
+        }
         for w in out.map.values() {
-            self.engine.pages.cache(w.page, w.node.clone());
+            if let Some(node) = &w.node {
+                self.engine.pages.cache(w.page, node.clone());
+            }
         }
         let mut hit = HashSet::new();
         tree::swizzle(&mut self.working, &out.map, &mut hit);
         self.recount_dirty();
+        drop(out);
+        persistx_io::bufs::trim_allocator();
         Ok(())
     }
 
@@ -1090,7 +1107,9 @@ impl CollActor {
     /// Replaces written nodes by their pages in the working tree and the published version.
     fn swizzle(&mut self, map: &tree::WrittenMap) {
         for w in map.values() {
-            self.engine.pages.cache(w.page, w.node.clone());
+            if let Some(node) = &w.node {
+                self.engine.pages.cache(w.page, node.clone());
+            }
         }
         let mut hit = HashSet::new();
         tree::swizzle(&mut self.working, map, &mut hit);

@@ -50,6 +50,10 @@ pub const WAL_DIR: &str = "wal";
 /// The database lock file.
 pub const LOCK_FILE: &str = "LOCK";
 
+/// Bytes of pages a checkpoint (or a bulk write's spill) encodes before writing them: the
+/// encoded copies of dirty nodes exist a chunk at a time, not all at once.
+const WRITE_CHUNK: usize = 4 << 20;
+
 /// Options of an [`Engine`].
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -357,21 +361,23 @@ impl EngineInner {
             .min(durable);
         let limits = *self.pages.limits();
         let t1 = t0.elapsed();
-        // 2. Allocate and encode: trees, catalog, free list.
+        // 2. Allocate: trees, catalog, free list. The trees' pages are encoded after the
+        // allocator lock is released, a few MiB at a time.
         // One map of written nodes per collection: a collection told about another's
         // nodes would count them as written pages it no longer reaches, and free them.
-        let mut out = tree::Flushed::default();
-        let mut maps: HashMap<u32, tree::WrittenMap> = HashMap::new();
+        let mut flushes: Vec<(u32, tree::Flushed)> = Vec::new();
         let mut entries = Vec::new();
         let mut freed: Vec<(u64, u64)> = state.meta_runs.clone();
-        let (writes, catalog_root, free_root, end, meta_runs, trimmed) = {
+        let (meta_writes, catalog_root, free_root, end, meta_runs, trimmed) = {
             let mut alloc = self.lock_alloc();
             // Free pages at the end of the file are cut off (the file is truncated once this
             // checkpoint's superblock, which no longer counts them, is durable).
             let trimmed = alloc.trim_tail();
             for (info, f) in &frozen {
-                let root = tree::flush(&f.version.root, &limits, &mut |n| alloc.alloc(n), &mut out);
-                maps.insert(info.id, std::mem::take(&mut out.map));
+                let mut out = tree::Flushed::default();
+                let root =
+                    tree::assign(&f.version.root, &limits, &mut |n| alloc.alloc(n), &mut out);
+                flushes.push((info.id, out));
                 entries.push(CatalogEntry {
                     id: info.id,
                     kind: info.kind as u8,
@@ -384,7 +390,7 @@ impl EngineInner {
                 });
                 freed.extend(f.freed.iter().copied());
             }
-            let mut writes = std::mem::take(&mut out.writes);
+            let mut writes = Vec::new();
             let mut meta_runs = Vec::new();
             let mut cat_pages = catalog::encode_catalog(&entries, limits.capacity);
             let cat_ids: Vec<u64> = cat_pages.iter().map(|_| alloc.alloc(1)).collect();
@@ -442,8 +448,24 @@ impl EngineInner {
         };
         self.pages.set_end(end);
         let t2 = t0.elapsed();
-        // 3. Pages, sync, superblock (other slot), sync.
-        self.pages.write_pages(&writes, durable).await?;
+        // 3. Pages (encoded and written 4 MiB at a time; each written leaf goes to the
+        // buffer pool, which keeps what fits), sync, superblock (other slot), sync.
+        let mut pages = meta_writes.len();
+        for (_, out) in &mut flushes {
+            loop {
+                let (writes, leaves) = tree::encode_some(out, &limits, WRITE_CHUNK);
+                if writes.is_empty() {
+                    break;
+                }
+                pages += writes.len();
+                self.pages.write_pages(&writes, durable).await?;
+                for (page, node) in leaves {
+                    self.pages.cache(page, node);
+                }
+            }
+        }
+        self.pages.write_pages(&meta_writes, durable).await?;
+        drop(meta_writes);
         let t3 = t0.elapsed();
         self.pages.sync().await?;
         let t4 = t0.elapsed();
@@ -471,6 +493,8 @@ impl EngineInner {
         drop(old);
         self.wal.release_below(ckpt_lsn.saturating_add(1)).await?;
         // 5. Written nodes become clean in every collection.
+        let mut maps: HashMap<u32, tree::WrittenMap> =
+            flushes.into_iter().map(|(id, f)| (id, f.map)).collect();
         for (id, a) in actors {
             let map = Arc::new(maps.remove(&id).unwrap_or_default());
             // A stopped actor has nothing left to swizzle.
@@ -479,14 +503,16 @@ impl EngineInner {
         // publish: the superblock written and synced, the log released, trees swizzled.
         let t5 = t0.elapsed();
         let reclaimed = self.lock_alloc().reclaim();
+        // The nodes the swizzle replaced are free now.
+        persistx_io::bufs::trim_allocator();
         tracing::debug!(
             checkpoint = state.number,
             lsn = ckpt_lsn,
-            pages = writes.len(),
+            pages,
             reclaimed,
             freeze_ms = t1.as_secs_f64() * 1e3,
-            encode_ms = (t2 - t1).as_secs_f64() * 1e3,
-            write_ms = (t3 - t2).as_secs_f64() * 1e3,
+            assign_ms = (t2 - t1).as_secs_f64() * 1e3,
+            encode_write_ms = (t3 - t2).as_secs_f64() * 1e3,
             sync_ms = (t4 - t3).as_secs_f64() * 1e3,
             publish_ms = (t5 - t4).as_secs_f64() * 1e3,
             "checkpoint"

@@ -719,13 +719,17 @@ pub struct PageWrite {
     pub payload: Bytes,
 }
 
-/// What [`flush`] produced.
+/// The dirty nodes a checkpoint (or a bulk write's spill) writes: pages assigned by
+/// [`assign`], encoded a few MiB at a time by [`encode_some`], so that the encoded copies of
+/// the pages never all exist at once.
 #[derive(Debug, Default)]
 pub struct Flushed {
-    /// The pages to write.
-    pub writes: Vec<PageWrite>,
-    /// Dirty node identity -> where and how it was written.
+    /// Dirty node identity -> where it goes.
     pub map: WrittenMap,
+    /// The dirty nodes in the order their pages were assigned (children before parents).
+    order: Vec<Arc<Node>>,
+    /// How many of `order` are encoded.
+    encoded: usize,
 }
 
 /// One node a checkpoint wrote.
@@ -733,13 +737,14 @@ pub struct Flushed {
 pub struct Written {
     /// The page it went to.
     pub page: u64,
-    /// Its clean form (children as pages), for the buffer pool.
-    pub node: Arc<Node>,
-    /// Overflow runs this flush created for its values.
+    /// The clean form of an interior node (children as pages), for the buffer pool and
+    /// [`unreached`]; leaves are handed to the pool as they are written.
+    pub node: Option<Arc<Node>>,
+    /// Overflow runs this flush created for its values, in the leaf's key order.
     pub new_runs: Vec<(u64, u64)>,
 }
 
-/// Dirty node identity -> what [`flush`] did with it.
+/// Dirty node identity -> what [`assign`] did with it.
 pub type WrittenMap = HashMap<usize, Written>;
 
 /// The page runs of written nodes that no node in `hit` (or below one) reaches: pages a
@@ -756,7 +761,7 @@ pub fn unreached(map: &WrittenMap, hit: &std::collections::HashSet<usize>) -> Ve
             continue;
         }
         if let Some(w) = by_page.get(&p)
-            && let Node::Interior(int) = &*w.node
+            && let Some(Node::Interior(int)) = w.node.as_deref()
         {
             for c in &int.children {
                 if let Ptr::Clean(q) = c.ptr
@@ -778,9 +783,9 @@ pub fn unreached(map: &WrittenMap, hit: &std::collections::HashSet<usize>) -> Ve
 }
 
 /// Assigns pages to every dirty node below `root` (children before parents; overflow
-/// values of leaves to runs of pages) and encodes them. `alloc(n)` returns the first page
-/// of `n` consecutive free pages. Returns the root's page.
-pub fn flush(
+/// values of leaves to runs of pages) without encoding anything. `alloc(n)` returns the
+/// first page of `n` consecutive free pages. Returns the root's page.
+pub fn assign(
     root: &Child,
     limits: &TreeLimits,
     alloc: &mut dyn FnMut(u64) -> u64,
@@ -793,78 +798,125 @@ pub fn flush(
                 return w.page;
             }
             let mut new_runs = Vec::new();
-            let (kind, bytes, clean) = match &**arc {
+            match &**arc {
                 Node::Leaf(l) => {
-                    // Values too long for the leaf go to runs of overflow pages first.
-                    let mut overflow = |b: &Bytes| {
-                        let n = limits.overflow_pages(b.len() as u64);
-                        let first = alloc(n);
-                        new_runs.push((first, n));
-                        for (j, chunk) in b.chunks(limits.overflow_chunk).enumerate() {
-                            let j = j as u64;
-                            let next = if j + 1 < n { first + j + 1 } else { 0 };
-                            let mut payload = Vec::with_capacity(8 + chunk.len());
-                            persistx_io::format::node::encode_overflow(next, chunk, &mut payload);
-                            out.writes.push(PageWrite {
-                                page: first + j,
-                                kind: persistx_io::format::node::KIND_OVERFLOW,
-                                payload: Bytes::from(payload),
-                            });
-                        }
-                        first
-                    };
-                    // The clean leaf the buffer pool keeps shares the payload.
-                    let (bytes, clean) = l.encode(&mut overflow);
-                    (
-                        persistx_io::format::node::KIND_LEAF,
-                        bytes,
-                        Node::Leaf(clean),
-                    )
+                    for len in l.pending_lens() {
+                        let n = limits.overflow_pages(len as u64);
+                        new_runs.push((alloc(n), n));
+                    }
                 }
                 Node::Interior(int) => {
-                    let children = int
-                        .children
-                        .iter()
-                        .map(|c| Child {
-                            ptr: Ptr::Clean(flush(c, limits, alloc, out)),
-                            count: c.count,
-                        })
-                        .collect();
-                    let clean = Node::Interior(Interior {
-                        children,
-                        seps: int.seps.clone(),
-                        prefix: None,
-                    });
-                    let mut payload = Vec::with_capacity(limits.capacity);
-                    let kind = node::encode_node(&clean, &mut payload);
-                    // The node the buffer pool keeps is decoded from the bytes just
-                    // encoded: its separators then share one page-sized buffer instead of
-                    // pinning whatever buffers the writes came in.
-                    let len = payload.len();
-                    let bytes = Bytes::from(payload);
-                    let clean = node::decode_node(kind, &bytes, 0, len).unwrap_or(clean);
-                    (kind, bytes, clean)
+                    for c in &int.children {
+                        assign(c, limits, alloc, out);
+                    }
                 }
-            };
-            let mut clean = clean;
-            clean.index();
+            }
             let page = alloc(1);
-            out.writes.push(PageWrite {
-                page,
-                kind,
-                payload: bytes,
-            });
             out.map.insert(
                 node_id(arc),
                 Written {
                     page,
-                    node: Arc::new(clean),
+                    node: None,
                     new_runs,
                 },
             );
+            out.order.push(arc.clone());
             page
         }
     }
+}
+
+/// Encodes the next assigned nodes, about `max_bytes` of pages (at least one node).
+/// Returns the pages to write (none once every node is encoded) and the clean leaves, by
+/// page, for the buffer pool; clean interior nodes are kept in the map.
+pub fn encode_some(
+    out: &mut Flushed,
+    limits: &TreeLimits,
+    max_bytes: usize,
+) -> (Vec<PageWrite>, Vec<(u64, Arc<Node>)>) {
+    let mut writes = Vec::new();
+    let mut leaves = Vec::new();
+    let mut bytes = 0;
+    while out.encoded < out.order.len() && (writes.is_empty() || bytes < max_bytes) {
+        let arc = out.order[out.encoded].clone();
+        out.encoded += 1;
+        let id = node_id(&arc);
+        let (page, runs) = match out.map.get(&id) {
+            Some(w) => (w.page, w.new_runs.clone()),
+            None => continue,
+        };
+        match &*arc {
+            Node::Leaf(l) => {
+                // Values too long for the leaf go to the runs assigned to them, in order.
+                let mut runs = runs.into_iter();
+                let mut overflow = |b: &Bytes| {
+                    let (first, n) = runs.next().expect("a run assigned per pending value");
+                    debug_assert_eq!(n, limits.overflow_pages(b.len() as u64));
+                    for (j, chunk) in b.chunks(limits.overflow_chunk).enumerate() {
+                        let j = j as u64;
+                        let next = if j + 1 < n { first + j + 1 } else { 0 };
+                        let mut payload = Vec::with_capacity(8 + chunk.len());
+                        persistx_io::format::node::encode_overflow(next, chunk, &mut payload);
+                        bytes += payload.len();
+                        writes.push(PageWrite {
+                            page: first + j,
+                            kind: persistx_io::format::node::KIND_OVERFLOW,
+                            payload: Bytes::from(payload),
+                        });
+                    }
+                    first
+                };
+                // The clean leaf the buffer pool keeps shares the payload.
+                let (payload, clean) = l.encode(&mut overflow);
+                let mut clean = Node::Leaf(clean);
+                clean.index();
+                bytes += payload.len();
+                writes.push(PageWrite {
+                    page,
+                    kind: persistx_io::format::node::KIND_LEAF,
+                    payload,
+                });
+                leaves.push((page, Arc::new(clean)));
+            }
+            Node::Interior(int) => {
+                let children = int
+                    .children
+                    .iter()
+                    .map(|c| Child {
+                        ptr: Ptr::Clean(match &c.ptr {
+                            Ptr::Clean(p) => *p,
+                            Ptr::Dirty(n) => out.map[&node_id(n)].page,
+                        }),
+                        count: c.count,
+                    })
+                    .collect();
+                let clean = Node::Interior(Interior {
+                    children,
+                    seps: int.seps.clone(),
+                    prefix: None,
+                });
+                let mut payload = Vec::with_capacity(limits.capacity);
+                let kind = node::encode_node(&clean, &mut payload);
+                // The node the buffer pool keeps is decoded from the bytes just encoded:
+                // its separators then share one page-sized buffer instead of pinning
+                // whatever buffers the writes came in.
+                let len = payload.len();
+                let payload = Bytes::from(payload);
+                let mut clean = node::decode_node(kind, &payload, 0, len).unwrap_or(clean);
+                clean.index();
+                bytes += len;
+                writes.push(PageWrite {
+                    page,
+                    kind,
+                    payload,
+                });
+                if let Some(w) = out.map.get_mut(&id) {
+                    w.node = Some(Arc::new(clean));
+                }
+            }
+        }
+    }
+    (writes, leaves)
 }
 
 /// Replaces dirty nodes of the working tree that a checkpoint wrote by their pages.

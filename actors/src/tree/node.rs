@@ -564,6 +564,16 @@ impl Leaf {
             + self.big.iter().map(|b| b.len()).sum::<usize>()
     }
 
+    /// The lengths of the values waiting for overflow pages, in key order: the order in
+    /// which [`Leaf::encode`] hands them to its `overflow` callback.
+    pub fn pending_lens(&self) -> impl Iterator<Item = usize> + '_ {
+        let src = self.buf.bytes();
+        self.slots.iter().filter_map(move |s| {
+            let at = s.at as usize;
+            (src[at + 2] == KIND_PENDING).then(|| self.big[rd32(src, at + 3)].len())
+        })
+    }
+
     /// Encodes the leaf as a page payload; each value waiting for overflow pages is handed
     /// to `overflow`, which writes it and returns the first page of its run. Returns the
     /// payload and the clean leaf that shares it.
