@@ -160,7 +160,7 @@ impl EngineInner {
     /// Dirty nodes allowed before a checkpoint starts: 3/8 of the budget (writers wait at
     /// twice that; the clean-page pool has the last quarter).
     pub(crate) fn dirty_limit_nodes(&self) -> u64 {
-        (self.options.cache_bytes / 8 * 3 / self.pages.page_size()) as u64
+        (self.options.cache_bytes / 4 / self.pages.page_size()) as u64
     }
 
     /// Makes a writer wait while dirty nodes are over twice their budget, until
