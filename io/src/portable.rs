@@ -258,6 +258,14 @@ impl File for PortableFile {
         .await
     }
 
+    async fn start_writeback(&self) -> Result<()> {
+        if self.direct {
+            return Ok(());
+        }
+        self.run(|f, p| crate::vfs::start_writeback_blocking(f, p))
+            .await
+    }
+
     async fn sync_data(&self) -> Result<()> {
         self.run(|f, p| {
             f.sync_data()

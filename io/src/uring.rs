@@ -528,6 +528,21 @@ mod linux {
             .await
         }
 
+        async fn start_writeback(&self) -> Result<()> {
+            // Buffered files keep a plain handle for cached reads; it serves here too, on
+            // a blocking thread (the call can wait while the device queue is full).
+            let Some(f) = self.cached.as_ref() else {
+                return Ok(());
+            };
+            let f = f
+                .try_clone()
+                .map_err(|e| Error::io("dup", &self.path, None, e))?;
+            let path = self.path.clone();
+            tokio::task::spawn_blocking(move || crate::vfs::start_writeback_blocking(&f, &path))
+                .await
+                .map_err(|_| Error::BackendGone { backend: BACKEND })?
+        }
+
         async fn sync_data(&self) -> Result<()> {
             let file = self.id;
             self.call(|reply| Request::Sync {

@@ -243,6 +243,14 @@ async fn write_and_sync(vfs: Arc<dyn Vfs>, base: PathBuf) {
         offset += rec.len() as u64;
     }
     assert_eq!(f.len().await.expect("len"), offset);
+    // Starting writeback changes no byte.
+    f.write_at(offset, pattern(99, 5000)).await.expect("write");
+    f.start_writeback().await.expect("start_writeback");
+    assert_eq!(
+        f.read_at(offset, 5000).await.expect("read"),
+        pattern(99, 5000)
+    );
+    offset += 5000;
     f.sync_data().await.expect("sync_data");
     f.sync_all().await.expect("sync_all");
     drop(f);

@@ -459,6 +459,7 @@ impl EngineInner {
                 }
                 pages += writes.len();
                 self.pages.write_pages(&writes, durable).await?;
+                self.pages.start_writeback().await?;
                 for (page, node) in leaves {
                     self.pages.cache(page, node);
                 }

@@ -231,6 +231,13 @@ impl PageFile {
         Ok(())
     }
 
+    /// Starts writing the pages written so far to the disk, without waiting (a checkpoint
+    /// calls it after each chunk, so that its final sync has little left to do).
+    pub async fn start_writeback(&self) -> Result<()> {
+        self.file.start_writeback().await?;
+        Ok(())
+    }
+
     /// Makes every page written so far durable.
     pub async fn sync(&self) -> Result<()> {
         self.file.sync_data().await?;
