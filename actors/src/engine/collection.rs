@@ -195,6 +195,12 @@ pub(crate) enum CollMsg {
         budget: u64,
         reply: Reply<Result<u64>>,
     },
+    /// Rewrite (up to `budget` new nodes of) under-full leaves as fewer, fuller ones
+    /// ([`tree::repack`]); answers how many leaves that saved.
+    Repack {
+        budget: u64,
+        reply: Reply<Result<u64>>,
+    },
 }
 
 /// A collection's part of a checkpoint.
@@ -1061,11 +1067,13 @@ impl CollActor {
         Ok(())
     }
 
-    /// Makes dirty the nodes stored at page `above` or later (at most `budget`) and
-    /// publishes the result: the same content, which the next checkpoint writes lower in the
-    /// file. Nothing is logged (no entry changes). Skipped during a bulk write or after a
-    /// failure.
-    async fn relocate(&mut self, above: u64, values: bool, budget: u64) -> Result<u64> {
+    /// With `Some((above, values))`, makes dirty the nodes stored at page `above` or later
+    /// (at most `budget`; see [`tree::relocate`]) and answers how many; with `None`,
+    /// rewrites under-full leaves as fewer, fuller ones ([`tree::repack`]) and answers how
+    /// many leaves that saved. Publishes the result: the same content,
+    /// which the next checkpoint writes lower in the file. Nothing is logged (no entry
+    /// changes). Skipped during a bulk write or after a failure.
+    async fn relocate(&mut self, place: Option<(u64, bool)>, budget: u64) -> Result<u64> {
         if self.bulk.is_some() || self.shared.poisoned.load(Ordering::Acquire) {
             return Ok(0);
         }
@@ -1074,9 +1082,14 @@ impl CollActor {
         let height = tree::height(src, &self.working).await?;
         let before = self.working.clone();
         let mut ctx = WriteCtx::new(src);
-        if let Err(e) =
-            tree::relocate(&mut ctx, &mut self.working, height, above, values, budget).await
-        {
+        let mut saved = 0;
+        let done = match place {
+            Some((above, values)) => {
+                tree::relocate(&mut ctx, &mut self.working, height, above, values, budget).await
+            }
+            None => tree::repack(&mut ctx, &mut self.working, height, budget, &mut saved).await,
+        };
+        if let Err(e) = done {
             // Nothing was published or logged: the tree as it was stands.
             self.working = before;
             return Err(e);
@@ -1090,7 +1103,7 @@ impl CollActor {
         self.recount_dirty();
         let lsn = self.shared.published.load().lsn;
         self.shared.publish(self.working_version(lsn));
-        Ok(ctx.dirtied)
+        Ok(if place.is_some() { ctx.dirtied } else { saved })
     }
 
     /// The working tree as version `self.seq` at `lsn`, holding the current epoch.
@@ -1277,7 +1290,12 @@ impl Actor for CollActor {
             } => {
                 // The relocated tree is published at once: every earlier write must be.
                 self.shared.wait_idle().await;
-                reply.send(self.relocate(above, values, budget).await);
+                reply.send(self.relocate(Some((above, values)), budget).await);
+            }
+            CollMsg::Repack { budget, reply } => {
+                // As for Relocate: the repacked tree is published at once.
+                self.shared.wait_idle().await;
+                reply.send(self.relocate(None, budget).await);
             }
         }
     }

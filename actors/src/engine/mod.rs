@@ -219,9 +219,35 @@ impl EngineInner {
         budget: u64,
         min_pages: u64,
         mut values: bool,
+        repack: bool,
     ) -> Result<Vacuumed> {
         let start = self.lock_alloc().end();
         let mut moved_total = 0;
+        // First, with `repack`, under-full leaves are rewritten as fewer, fuller ones (a
+        // round at most `budget` new nodes per collection, then a checkpoint writes them
+        // into free pages, the lowest first), until a round saves no leaf.
+        let mut repack_rounds = if repack && start >= min_pages {
+            rounds
+        } else {
+            0
+        };
+        while repack_rounds > 0 {
+            repack_rounds -= 1;
+            let guard = self.ckpt.clone().lock_owned().await;
+            if self.is_poisoned() {
+                break;
+            }
+            let mut saved = 0;
+            for a in self.actors().await {
+                saved += a.ask(|reply| CollMsg::Repack { budget, reply }).await??;
+            }
+            tracing::debug!(saved, "repack round");
+            if saved == 0 {
+                break;
+            }
+            moved_total += saved;
+            self.checkpoint_locked(guard, None).await?;
+        }
         for _ in 0..rounds {
             let (end, free, pending) = {
                 let mut a = self.lock_alloc();
@@ -242,12 +268,8 @@ impl EngineInner {
             if self.is_poisoned() {
                 break;
             }
-            let actors: Vec<ActorRef<CollMsg>> = {
-                let registry = self.registry.lock().await;
-                registry.by_name.values().map(|e| e.actor.clone()).collect()
-            };
             let mut moved = 0;
-            for a in actors {
+            for a in self.actors().await {
                 moved += a
                     .ask(|reply| CollMsg::Relocate {
                         above,
@@ -281,6 +303,12 @@ impl EngineInner {
             cut: start.saturating_sub(self.lock_alloc().end()),
             moved: moved_total,
         })
+    }
+
+    /// Every collection's actor.
+    async fn actors(&self) -> Vec<ActorRef<CollMsg>> {
+        let registry = self.registry.lock().await;
+        registry.by_name.values().map(|e| e.actor.clone()).collect()
     }
 
     /// True once a failed checkpoint or log write poisoned the engine.
@@ -1484,7 +1512,11 @@ impl Engine {
     pub async fn vacuum(&self) -> Result<u64> {
         self.inner.check_open()?;
         let budget = (self.inner.dirty_limit_nodes() / 2).max(64);
-        Ok(self.inner.vacuum(usize::MAX, budget, 0, false).await?.cut)
+        Ok(self
+            .inner
+            .vacuum(usize::MAX, budget, 0, false, true)
+            .await?
+            .cut)
     }
 
     /// True once a failed checkpoint or log write made the engine refuse writes (until the
@@ -1655,7 +1687,7 @@ async fn close_inner(inner: &Arc<EngineInner>) -> Result<()> {
         // moving nodes down, each the size of an ordinary checkpoint.
         let budget = inner.dirty_limit_nodes().max(64);
         vacuumed = inner
-            .vacuum(CLOSE_VACUUM_ROUNDS, budget, VACUUM_MIN_PAGES, false)
+            .vacuum(CLOSE_VACUUM_ROUNDS, budget, VACUUM_MIN_PAGES, false, true)
             .await
             .map(|v| v.cut);
     }
@@ -1752,7 +1784,7 @@ async fn checkpointer(inner: Weak<EngineInner>) {
                 // Still idle with nothing dirty: shrink a mostly free file by one round.
                 let budget = (e.dirty_limit_nodes() / 2).max(64);
                 let values = idle_vacuum == IdleVacuum::Values;
-                match e.vacuum(1, budget, VACUUM_MIN_PAGES, values).await {
+                match e.vacuum(1, budget, VACUUM_MIN_PAGES, values, false).await {
                     Ok(v) if v.cut > 0 || v.moved > 0 => {}
                     Ok(_) if values => idle_vacuum = IdleVacuum::Stuck,
                     Ok(_) => idle_vacuum = IdleVacuum::Values,

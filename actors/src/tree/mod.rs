@@ -567,6 +567,140 @@ pub fn relocate<'a>(
     })
 }
 
+/// Leaves a repack fills to this fraction of a page (room for a few inserts each).
+const REPACK_FILL: usize = 90;
+
+/// Rewrites the leaves under a parent of leaves as fewer, fuller ones (filled to 90% of a
+/// page) where that takes at most 4/5 as many pages; the leaves of one parent at a time,
+/// until `ctx.dirtied` reaches `budget`. After random removals every leaf is left part full
+/// (a merge needs two neighbours that fit in one page); this gives the space back.
+/// `height` is the number of levels below and including `child` (1 for a lone leaf).
+/// Whether a parent is worth it is judged from its children's entry counts and the entry
+/// size of its first leaf, so only that leaf is read for a parent that is not repacked.
+/// Adds the number of leaves it saved to `saved`.
+pub fn repack<'a>(
+    ctx: &'a mut WriteCtx<'_>,
+    child: &'a mut Child,
+    height: u32,
+    budget: u64,
+    saved: &'a mut u64,
+) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        if height < 2
+            || ctx.dirtied >= budget
+            || !worth_repacking(ctx.src, &child.ptr, height).await?
+        {
+            return Ok(());
+        }
+        if height > 2 {
+            let Node::Interior(int) = make_dirty(ctx, child).await? else {
+                return Err(broken(None, "a leaf above the leaf level".into()));
+            };
+            for c in &mut int.children {
+                repack(ctx, c, height - 1, budget, saved).await?;
+            }
+            return Ok(());
+        }
+        let src = ctx.src;
+        let limits = *src.limits();
+        let target = limits.capacity * REPACK_FILL / 100;
+        // The parent's leaves, in order.
+        let mut leaves = Vec::new();
+        {
+            let node = load(src, &child.ptr).await?;
+            let Node::Interior(int) = &*node else {
+                return Err(broken(None, "a leaf above the leaf level".into()));
+            };
+            for c in &int.children {
+                let leaf = load(src, &c.ptr).await?;
+                if !matches!(&*leaf, Node::Leaf(_)) {
+                    return Err(broken(None, "an interior node at the leaf level".into()));
+                }
+                leaves.push(leaf);
+            }
+        }
+        let mut new: Vec<Leaf> = Vec::new();
+        let mut cur = Leaf::with_capacity(target);
+        for n in &leaves {
+            let Node::Leaf(l) = &**n else { continue };
+            for j in 0..l.len() {
+                if !cur.is_empty() && cur.encoded_len() + l.entry_len(j) > target {
+                    new.push(std::mem::replace(&mut cur, Leaf::with_capacity(target)));
+                }
+                cur.push_entry(l, j);
+            }
+        }
+        if !cur.is_empty() {
+            new.push(cur);
+        }
+        // A parent keeps two children at least (one that fits in a leaf is left to merges).
+        if new.len() < 2 || new.len() * 5 > leaves.len() * 4 {
+            return Ok(());
+        }
+        let Node::Interior(int) = make_dirty(ctx, child).await? else {
+            return Err(broken(None, "a leaf above the leaf level".into()));
+        };
+        for c in &int.children {
+            if let Ptr::Clean(p) = c.ptr {
+                ctx.freed.push((p, 1));
+            }
+        }
+        ctx.dirtied += new.len() as u64;
+        *saved += (leaves.len() - new.len()) as u64;
+        int.seps = new.iter().skip(1).map(|l| l.key_bytes(0)).collect();
+        int.children = new
+            .into_iter()
+            .map(|l| Child {
+                count: l.len() as u64,
+                ptr: Ptr::Dirty(Arc::new(Node::Leaf(l))),
+            })
+            .collect();
+        Ok(())
+    })
+}
+
+/// True if some parent of leaves in the subtree at `ptr` (of `height` levels) looks worth
+/// repacking: its entries, at the size of its first leaf's entries, fit in at most 4/5 of
+/// its leaves filled to 90%.
+fn worth_repacking<'a>(
+    src: &'a dyn PageSource,
+    ptr: &'a Ptr,
+    height: u32,
+) -> BoxFuture<'a, Result<bool>> {
+    Box::pin(async move {
+        if height < 2 {
+            return Ok(false);
+        }
+        let node = load(src, ptr).await?;
+        let Node::Interior(int) = &*node else {
+            return Ok(false);
+        };
+        if height > 2 {
+            for c in &int.children {
+                if worth_repacking(src, &c.ptr, height - 1).await? {
+                    return Ok(true);
+                }
+            }
+            return Ok(false);
+        }
+        if int.children.len() < 2 {
+            return Ok(false);
+        }
+        let first = load(src, &int.children[0].ptr).await?;
+        let Node::Leaf(l) = &*first else {
+            return Ok(false);
+        };
+        if l.is_empty() {
+            return Ok(true);
+        }
+        let per_entry = (l.encoded_len() - 4) as f64 / l.len() as f64;
+        let entries: u64 = int.children.iter().map(|c| c.count).sum();
+        let target = (src.limits().capacity * REPACK_FILL / 100 - 4) as f64;
+        let pages = (entries as f64 * per_entry / target).ceil() as usize;
+        Ok(pages * 5 <= int.children.len() * 4)
+    })
+}
+
 /// True if the subtree at `ptr` (of `height` levels) has a node stored at page `above` or
 /// later, or (with `values`) an overflow value that starts there. Without `values` it reads
 /// interior nodes only: a leaf's page is in its parent.

@@ -548,6 +548,35 @@ impl Leaf {
         self.pending += other.pending;
     }
 
+    /// An empty leaf with room for `bytes` of entries.
+    pub fn with_capacity(bytes: usize) -> Leaf {
+        Leaf {
+            buf: Buf::Owned(Vec::with_capacity(bytes)),
+            ..Leaf::default()
+        }
+    }
+
+    /// Appends a copy of entry `j` of `other`, whose key is greater than every key here.
+    pub fn push_entry(&mut self, other: &Leaf, j: usize) {
+        debug_assert!(self.is_empty() || self.key(self.len() - 1) < other.key(j));
+        let s = &other.slots[j];
+        let src = other.buf.bytes();
+        let at = s.at as usize;
+        self.reserve(mem_len(src, at));
+        let Buf::Owned(v) = &mut self.buf else {
+            unreachable!("reserve makes the buffer owned")
+        };
+        let new_at = copy_entry(v, &mut self.big, src, &other.big, at);
+        self.live += page_len(v, new_at);
+        if v[new_at + 2] == KIND_PENDING {
+            self.pending += 1;
+        }
+        self.slots.push(Slot {
+            prefix: s.prefix,
+            at: new_at as u32,
+        });
+    }
+
     /// Bytes the leaf takes on a page (payload).
     pub fn encoded_len(&self) -> usize {
         4 + self.live
