@@ -262,8 +262,7 @@ impl File for PortableFile {
         if self.direct {
             return Ok(());
         }
-        self.run(|f, p| crate::vfs::start_writeback_blocking(f, p))
-            .await
+        self.run(crate::vfs::start_writeback_blocking).await
     }
 
     async fn sync_data(&self) -> Result<()> {
