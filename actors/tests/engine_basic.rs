@@ -525,7 +525,7 @@ async fn vacuum_shrinks_the_file_after_removals() {
 async fn vacuum_repacks_leaves_that_removals_left_part_full() {
     let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
     let (db, c) = open_things(&vfs, opts()).await;
-    let len = |i: u32| if i % 97 == 0 { 3000 } else { 150 };
+    let len = |i: u32| if i.is_multiple_of(97) { 3000 } else { 150 };
     let mut model = std::collections::BTreeMap::new();
     for chunk in (0..20_000u32).collect::<Vec<_>>().chunks(1000) {
         let ops = chunk
