@@ -73,7 +73,8 @@ impl Default for DatabaseBuilder {
 
 impl DatabaseBuilder {
     /// Memory budget in bytes (default 64 MiB): the buffer pool of clean pages (a quarter)
-    /// and the dirty pages waiting for a checkpoint (up to three quarters) share it.
+    /// and the dirty pages waiting for a checkpoint (one starts at a quarter; writers wait
+    /// over a half) share it; the rest is room for a checkpoint's pages in flight.
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.options.cache_bytes = bytes;
         self
@@ -109,7 +110,7 @@ impl DatabaseBuilder {
     }
 
     /// Start checkpoints on their own when dirty pages or the log pass their thresholds
-    /// (default true), and make writers wait while dirty pages are over 3/4 of the budget.
+    /// (default true), and make writers wait while dirty pages are over half the budget.
     /// With it off, dirty pages and the log grow until [`Database::checkpoint`] or `close`.
     pub fn auto_checkpoint(mut self, on: bool) -> Self {
         self.options.auto_checkpoint = on;

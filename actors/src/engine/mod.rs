@@ -61,9 +61,10 @@ pub struct EngineOptions {
     /// existing database keeps the page size it was created with.
     pub page_size: usize,
     /// Memory budget in bytes (default 64 MiB): a quarter for the buffer pool of clean pages
-    /// (misses are mostly served from the OS page cache, a few microseconds), three
-    /// quarters for dirty pages, so bursts of writes are absorbed (a checkpoint starts when
-    /// they pass 3/8 of the budget; writers wait while they are over 3/4).
+    /// (misses are mostly served from the OS page cache, a few microseconds), up to half
+    /// for dirty pages (a checkpoint starts when they pass a quarter of the budget; writers
+    /// wait while they are over a half), and the rest is room for a checkpoint's pages in
+    /// flight and the allocator.
     pub cache_bytes: usize,
     /// Durability of writes (default [`Durability::Immediate`]).
     pub durability: Durability,
@@ -157,8 +158,8 @@ impl EngineInner {
         }
     }
 
-    /// Dirty nodes allowed before a checkpoint starts: 3/8 of the budget (writers wait at
-    /// twice that; the clean-page pool has the last quarter).
+    /// Dirty nodes allowed before a checkpoint starts: a quarter of the budget (writers
+    /// wait at twice that; the clean-page pool has another quarter).
     pub(crate) fn dirty_limit_nodes(&self) -> u64 {
         (self.options.cache_bytes / 4 / self.pages.page_size()) as u64
     }
