@@ -1067,13 +1067,11 @@ impl CollActor {
         Ok(())
     }
 
-    /// With `Some((above, values))`, makes dirty the nodes stored at page `above` or later
-    /// (at most `budget`; see [`tree::relocate`]) and answers how many; with `None`,
-    /// rewrites under-full leaves as fewer, fuller ones ([`tree::repack`]) and answers how
-    /// many leaves that saved. Publishes the result: the same content,
-    /// which the next checkpoint writes lower in the file. Nothing is logged (no entry
-    /// changes). Skipped during a bulk write or after a failure.
-    async fn relocate(&mut self, place: Option<(u64, bool)>, budget: u64) -> Result<u64> {
+    /// Rewrites the working tree for the vacuum (see [`Rewrite`]; at most `budget` new dirty
+    /// nodes) and publishes the result: the same content, which the next checkpoint writes
+    /// lower in the file. Nothing is logged (no entry changes). Skipped during a bulk write
+    /// or after a failure. Answers what [`Rewrite`] says.
+    async fn rewrite(&mut self, how: Rewrite, budget: u64) -> Result<u64> {
         if self.bulk.is_some() || self.shared.poisoned.load(Ordering::Acquire) {
             return Ok(0);
         }
@@ -1083,11 +1081,13 @@ impl CollActor {
         let before = self.working.clone();
         let mut ctx = WriteCtx::new(src);
         let mut saved = 0;
-        let done = match place {
-            Some((above, values)) => {
+        let done = match how {
+            Rewrite::Relocate { above, values } => {
                 tree::relocate(&mut ctx, &mut self.working, height, above, values, budget).await
             }
-            None => tree::repack(&mut ctx, &mut self.working, height, budget, &mut saved).await,
+            Rewrite::Repack => {
+                tree::repack(&mut ctx, &mut self.working, height, budget, &mut saved).await
+            }
         };
         if let Err(e) = done {
             // Nothing was published or logged: the tree as it was stands.
@@ -1103,7 +1103,10 @@ impl CollActor {
         self.recount_dirty();
         let lsn = self.shared.published.load().lsn;
         self.shared.publish(self.working_version(lsn));
-        Ok(if place.is_some() { ctx.dirtied } else { saved })
+        Ok(match how {
+            Rewrite::Relocate { .. } => ctx.dirtied,
+            Rewrite::Repack => saved,
+        })
     }
 
     /// The working tree as version `self.seq` at `lsn`, holding the current epoch.
@@ -1186,6 +1189,17 @@ impl CollActor {
             freed: now.into_iter().map(|(_, r)| r).collect(),
         }
     }
+}
+
+/// How [`CollActor::rewrite`] changes the working tree for the vacuum.
+#[derive(Debug, Clone, Copy)]
+enum Rewrite {
+    /// Make dirty the nodes stored at page `above` or later (and, with `values`, the
+    /// overflow values stored there; see [`tree::relocate`]); answers how many nodes.
+    Relocate { above: u64, values: bool },
+    /// Rewrite under-full leaves as fewer, fuller ones ([`tree::repack`]); answers how many
+    /// leaves that saved.
+    Repack,
 }
 
 /// The bytes of a replaced or removed value (an overflow value is read: its pages stay
@@ -1290,12 +1304,15 @@ impl Actor for CollActor {
             } => {
                 // The relocated tree is published at once: every earlier write must be.
                 self.shared.wait_idle().await;
-                reply.send(self.relocate(Some((above, values)), budget).await);
+                reply.send(
+                    self.rewrite(Rewrite::Relocate { above, values }, budget)
+                        .await,
+                );
             }
             CollMsg::Repack { budget, reply } => {
                 // As for Relocate: the repacked tree is published at once.
                 self.shared.wait_idle().await;
-                reply.send(self.relocate(None, budget).await);
+                reply.send(self.rewrite(Rewrite::Repack, budget).await);
             }
         }
     }
