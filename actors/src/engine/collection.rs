@@ -1031,7 +1031,6 @@ impl CollActor {
     /// holds the checkpoint lock, so none is written meanwhile) to bound memory.
     async fn spill(&mut self, spilled: &mut Vec<(u64, u64)>) -> Result<()> {
         let mut out = tree::Flushed::default();
-        let limits = *self.engine.pages.limits();
         {
             let mut alloc = self.engine.lock_alloc();
             let mut f = |n: u64| {
@@ -1039,26 +1038,12 @@ impl CollActor {
                 spilled.push((p, n));
                 p
             };
-            tree::assign(&self.working, &limits, &mut f, &mut out);
+            tree::assign(&self.working, self.engine.pages.limits(), &mut f, &mut out);
         }
         self.engine.pages.bump_end(self.engine.lock_alloc().end());
+        self.engine.pages.write_flushed(&mut out, 0, false).await?;
         // Only the working tree: the published version must not point at spilled pages,
         // which a failed bulk write releases at once.
-        loop {
-            let (writes, leaves) = tree::encode_some(&mut out, &limits, super::WRITE_CHUNK);
-            if writes.is_empty() {
-                break;
-            }
-            self.engine.pages.write_pages(&writes, 0).await?;
-            for (page, node) in leaves {
-                self.engine.pages.cache(page, node);
-            }
-        }
-        for w in out.map.values() {
-            if let Some(node) = &w.node {
-                self.engine.pages.cache(w.page, node.clone());
-            }
-        }
         let mut hit = HashSet::new();
         tree::swizzle(&mut self.working, &out.map, &mut hit);
         self.recount_dirty();
@@ -1120,13 +1105,9 @@ impl CollActor {
         })
     }
 
-    /// Replaces written nodes by their pages in the working tree and the published version.
+    /// Replaces written nodes by their pages in the working tree and the published version
+    /// (the buffer pool got the clean nodes as they were written).
     fn swizzle(&mut self, map: &tree::WrittenMap) {
-        for w in map.values() {
-            if let Some(node) = &w.node {
-                self.engine.pages.cache(w.page, node.clone());
-            }
-        }
         let mut hit = HashSet::new();
         tree::swizzle(&mut self.working, map, &mut hit);
         self.recount_dirty();

@@ -50,10 +50,6 @@ pub const WAL_DIR: &str = "wal";
 /// The database lock file.
 pub const LOCK_FILE: &str = "LOCK";
 
-/// Bytes of pages a checkpoint (or a bulk write's spill) encodes before writing them: the
-/// encoded copies of dirty nodes exist a chunk at a time, not all at once.
-const WRITE_CHUNK: usize = 4 << 20;
-
 /// Options of an [`Engine`].
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -481,18 +477,7 @@ impl EngineInner {
         // buffer pool, which keeps what fits), sync, superblock (other slot), sync.
         let mut pages = meta_writes.len();
         for (_, out) in &mut flushes {
-            loop {
-                let (writes, leaves) = tree::encode_some(out, &limits, WRITE_CHUNK);
-                if writes.is_empty() {
-                    break;
-                }
-                pages += writes.len();
-                self.pages.write_pages(&writes, durable).await?;
-                self.pages.start_writeback().await?;
-                for (page, node) in leaves {
-                    self.pages.cache(page, node);
-                }
-            }
+            pages += self.pages.write_flushed(out, durable, true).await?;
         }
         self.pages.write_pages(&meta_writes, durable).await?;
         drop(meta_writes);

@@ -13,7 +13,11 @@ use persistx_io::format::{FormatError, node as fmt};
 use persistx_io::{BufferPool, File, PoolStats};
 
 use crate::error::{Error, Result};
-use crate::tree::{Node, PageSource, PageWrite, TreeLimits};
+use crate::tree::{self, Node, PageSource, PageWrite, TreeLimits};
+
+/// Bytes of pages a checkpoint (or a bulk write's spill) encodes before writing them: the
+/// encoded copies of dirty nodes exist a chunk at a time, not all at once.
+const WRITE_CHUNK: usize = 4 << 20;
 
 /// The page file of a database.
 pub struct PageFile {
@@ -231,11 +235,31 @@ impl PageFile {
         Ok(())
     }
 
-    /// Starts writing the pages written so far to the disk, without waiting (a checkpoint
-    /// calls it after each chunk, so that its final sync has little left to do).
-    pub async fn start_writeback(&self) -> Result<()> {
-        self.file.start_writeback().await?;
-        Ok(())
+    /// Encodes and writes the nodes [`tree::assign`] gave pages, [`WRITE_CHUNK`] at a time,
+    /// stamped with `lsn`; each written node goes to the buffer pool at once (it keeps what
+    /// fits). With `writeback` (a checkpoint), writing a chunk to the disk starts at once,
+    /// so that the sync that follows has little left to do. Returns the pages written.
+    pub async fn write_flushed(
+        &self,
+        out: &mut tree::Flushed,
+        lsn: u64,
+        writeback: bool,
+    ) -> Result<usize> {
+        let mut pages = 0;
+        loop {
+            let (writes, clean) = tree::encode_some(out, &self.limits, WRITE_CHUNK);
+            if writes.is_empty() {
+                return Ok(pages);
+            }
+            pages += writes.len();
+            self.write_pages(&writes, lsn).await?;
+            if writeback {
+                self.file.start_writeback().await?;
+            }
+            for (page, node) in clean {
+                self.cache(page, node);
+            }
+        }
     }
 
     /// Makes every page written so far durable.

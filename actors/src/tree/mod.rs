@@ -871,8 +871,8 @@ pub struct Flushed {
 pub struct Written {
     /// The page it went to.
     pub page: u64,
-    /// The clean form of an interior node (children as pages), for the buffer pool and
-    /// [`unreached`]; leaves are handed to the pool as they are written.
+    /// The clean form of an interior node (children as pages), for [`unreached`] (every
+    /// clean node also goes to the buffer pool as [`encode_some`] hands it out).
     pub node: Option<Arc<Node>>,
     /// Overflow runs this flush created for its values, in the leaf's key order.
     pub new_runs: Vec<(u64, u64)>,
@@ -961,15 +961,15 @@ pub fn assign(
 }
 
 /// Encodes the next assigned nodes, about `max_bytes` of pages (at least one node).
-/// Returns the pages to write (none once every node is encoded) and the clean leaves, by
-/// page, for the buffer pool; clean interior nodes are kept in the map.
+/// Returns the pages to write (none once every node is encoded) and the clean nodes, by
+/// page, for the buffer pool; clean interior nodes are also kept in the map.
 pub fn encode_some(
     out: &mut Flushed,
     limits: &TreeLimits,
     max_bytes: usize,
 ) -> (Vec<PageWrite>, Vec<(u64, Arc<Node>)>) {
     let mut writes = Vec::new();
-    let mut leaves = Vec::new();
+    let mut clean_nodes = Vec::new();
     let mut bytes = 0;
     while out.encoded < out.order.len() && (writes.is_empty() || bytes < max_bytes) {
         let arc = out.order[out.encoded].clone();
@@ -1010,7 +1010,7 @@ pub fn encode_some(
                     kind: persistx_io::format::node::KIND_LEAF,
                     payload,
                 });
-                leaves.push((page, Arc::new(clean)));
+                clean_nodes.push((page, Arc::new(clean)));
             }
             Node::Interior(int) => {
                 let children = int
@@ -1044,13 +1044,15 @@ pub fn encode_some(
                     kind,
                     payload,
                 });
+                let clean = Arc::new(clean);
                 if let Some(w) = out.map.get_mut(&id) {
-                    w.node = Some(Arc::new(clean));
+                    w.node = Some(clean.clone());
                 }
+                clean_nodes.push((page, clean));
             }
         }
     }
-    (writes, leaves)
+    (writes, clean_nodes)
 }
 
 /// Replaces dirty nodes of the working tree that a checkpoint wrote by their pages.
