@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
@@ -280,7 +281,40 @@ pub(crate) struct CollActor {
     pub(crate) bulk: Option<BulkState>,
     /// Writes that arrived during a bulk write.
     pub(crate) deferred: Vec<WriteReq>,
+    /// The last group of writes handed to the log, while it may still take more (see
+    /// [`OpenGroup`]), with the log's drain count when its records were queued.
+    pub(crate) open: Option<(Arc<std::sync::Mutex<OpenGroup>>, u64)>,
 }
+
+/// A group of writes whose records are queued with the log and not yet durable: its version
+/// (the working tree after it) waits to be published, its callers to be answered.
+///
+/// While the log has not yet taken its records, the next group's records will be written
+/// and synced with them: that group absorbs this one (takes its callers, answers them with
+/// its own version) and drops this version first, so its changes need not copy the nodes
+/// this version shares with the working tree. Without that, every batch the actor takes
+/// (often one or two writes while the log syncs) would copy each node on its writes' paths.
+pub(crate) struct OpenGroup {
+    /// The tree to publish; `None` once absorbed.
+    root: Option<Child>,
+    answered: Vec<Answer>,
+    durability: Durability,
+    seq: u64,
+    /// What the log answered, once it did: too late to absorb.
+    outcome: Option<Result<u64>>,
+}
+
+/// A caller waiting for its write to be published, and what to answer.
+type Answer = (Reply<Result<Vec<OpResult>>>, Vec<OpResult>);
+
+/// A group absorbed by the next one: the group, its callers, its durability, and the log's
+/// drain count when its records were queued.
+type Absorbed = (
+    Arc<std::sync::Mutex<OpenGroup>>,
+    Vec<Answer>,
+    Durability,
+    u64,
+);
 
 /// The most bytes of log record one batch writes before the batch is split; larger single
 /// writes take the bulk path.
@@ -612,6 +646,10 @@ impl CollActor {
         let mut ends = Vec::new();
         let mut answered = Vec::new();
         let mut durability = Durability::None;
+        let mut absorbed = self.absorb_open();
+        if let Some((_, _, d, _)) = &absorbed {
+            durability = *d;
+        }
         for (ops, d, reply) in writes {
             match self.apply(&ops, &mut log).await {
                 Ok(r) => {
@@ -627,10 +665,19 @@ impl CollActor {
             // goes back to the last durable version and no write is accepted any more.
             self.working = self.shared.published.load().root.clone();
             self.recount_dirty();
-            for (reply, _) in answered {
+            let absorbed = absorbed
+                .map(|(_, callers, _, _)| callers)
+                .unwrap_or_default();
+            for (reply, _) in answered.into_iter().chain(absorbed) {
                 reply.send(Err(self.poisoned_error()));
             }
             return;
+        }
+        if log.is_empty()
+            && let Some(absorbed) = absorbed.take()
+        {
+            // Nothing to log after all: the absorbed group's version is the working tree.
+            self.give_back(absorbed);
         }
         if answered.is_empty() {
             return;
@@ -651,15 +698,25 @@ impl CollActor {
         let records = self.encode_records(&log, &ends);
         let bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
         self.engine.add_wal_bytes(bytes);
-        let version_root = self.working.clone();
         let seq = self.seq;
         let epoch = self.engine.epoch.load_full();
         let shared = self.shared.clone();
         let wal = self.engine.wal.clone();
+        if let Some((_, callers, _, _)) = absorbed {
+            answered.splice(0..0, callers);
+        }
+        let group = Arc::new(std::sync::Mutex::new(OpenGroup {
+            root: Some(self.working.clone()),
+            answered,
+            durability,
+            seq,
+            outcome: None,
+        }));
         shared.pending.fetch_add(1, Ordering::AcqRel);
         // Queue the records with the log now, in order (so LSN order is the order the
         // actor applied them), and wait for durability in a task so the actor keeps
         // applying the next writes meanwhile.
+        let drains = wal.drains();
         let mut appends = Vec::with_capacity(records.len());
         let mut submit_error = None;
         for r in records {
@@ -671,6 +728,7 @@ impl CollActor {
                 }
             }
         }
+        self.open = Some((group.clone(), drains));
         tokio::spawn(async move {
             let mut result = Ok(0);
             for a in appends {
@@ -687,10 +745,17 @@ impl CollActor {
             {
                 result = Err(e);
             }
+            let (root, answered) = {
+                let mut g = group.lock().unwrap_or_else(PoisonError::into_inner);
+                g.outcome = Some(result.clone());
+                (g.root.take(), std::mem::take(&mut g.answered))
+            };
             match result {
+                // Absorbed: the next group publishes and answers.
+                Ok(_) if root.is_none() => {}
                 Ok(lsn) => {
                     shared.publish(Arc::new(Version {
-                        root: version_root,
+                        root: root.expect("checked above"),
                         lsn,
                         seq,
                         _epoch: epoch,
@@ -711,6 +776,58 @@ impl CollActor {
                 shared.idle.notify_waiters();
             }
         });
+    }
+
+    /// Takes over the last group handed to the log if the log has not taken its records
+    /// yet (see [`OpenGroup`]): returns its callers and durability, and drops its version so
+    /// that the writes applied next change the working tree in place.
+    fn absorb_open(&mut self) -> Option<Absorbed> {
+        let (group, drains) = self.open.take()?;
+        if self.engine.wal.drains() != drains {
+            return None;
+        }
+        let mut g = group.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.outcome.is_some() {
+            return None;
+        }
+        g.root = None;
+        let (callers, durability) = (std::mem::take(&mut g.answered), g.durability);
+        drop(g);
+        self.engine.absorbed.fetch_add(1, Ordering::Relaxed);
+        Some((group, callers, durability, drains))
+    }
+
+    /// Undoes [`CollActor::absorb_open`] when the writes that absorbed a group logged
+    /// nothing (so the working tree is the group's version): the group publishes the working
+    /// tree when the log answers, or now if it already has.
+    fn give_back(&mut self, (group, callers, _, drains): Absorbed) {
+        let mut g = group.lock().unwrap_or_else(PoisonError::into_inner);
+        match g.outcome.clone() {
+            None => {
+                g.root = Some(self.working.clone());
+                g.answered = callers;
+                drop(g);
+                // Still open: the next writes may absorb it again.
+                self.open = Some((group, drains));
+            }
+            Some(Ok(lsn)) => {
+                self.shared.publish(Arc::new(Version {
+                    root: self.working.clone(),
+                    lsn,
+                    seq: g.seq,
+                    _epoch: self.engine.epoch.load_full(),
+                    pinned: Default::default(),
+                }));
+                for (reply, r) in callers {
+                    reply.send(Ok(r));
+                }
+            }
+            Some(Err(e)) => {
+                for (reply, _) in callers {
+                    reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 
     async fn handle_bulk(

@@ -124,6 +124,8 @@ pub(crate) struct EngineInner {
     closed: AtomicBool,
     poisoned: AtomicBool,
     checkpoints: AtomicU64,
+    /// Write groups absorbed by the next group (see `collection::OpenGroup`).
+    pub(crate) absorbed: AtomicU64,
     lock: Mutex<Option<LockGuard>>,
 }
 
@@ -953,6 +955,10 @@ pub struct EngineStats {
     pub page_reads: u64,
     /// Pages written since open.
     pub page_writes: u64,
+    /// Groups of writes that the next group absorbed while the log had not yet taken
+    /// their records: their writes were published and answered with that group's, and no
+    /// version of their own was made.
+    pub groups_absorbed: u64,
 }
 
 /// What [`Engine::verify`] found.
@@ -1191,6 +1197,7 @@ impl Engine {
             closed: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
             checkpoints: AtomicU64::new(0),
+            absorbed: AtomicU64::new(0),
             lock: Mutex::new(Some(lock)),
         });
         // Rebuild the collections: catalog, then the log.
@@ -1535,6 +1542,7 @@ impl Engine {
             wal_bytes,
             page_reads,
             page_writes,
+            groups_absorbed: self.inner.absorbed.load(Ordering::Relaxed),
         })
     }
 
@@ -1722,6 +1730,7 @@ fn spawn_collection(
         dirty,
         bulk: None,
         deferred: Vec::new(),
+        open: None,
     };
     let mut config = ActorConfig::new(format!("collection-{}", info.name));
     config.mailbox_capacity = 1024;

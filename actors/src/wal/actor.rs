@@ -356,6 +356,7 @@ impl Actor for LogActor {
     type Msg = LogMsg;
 
     async fn handle_batch(&mut self, batch: Vec<LogMsg>) {
+        self.shared.drains.fetch_add(1, Ordering::AcqRel);
         for msg in batch {
             match msg {
                 LogMsg::Append {

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) durable_lsn: AtomicU64,
     pub(crate) written_lsn: AtomicU64,
     pub(crate) poisoned: AtomicBool,
+    /// Batches of queued messages the log actor has taken so far.
+    pub(crate) drains: AtomicU64,
 }
 
 /// A handle to the write-ahead log. Cheap to clone; `Send + Sync`. The log actor stops when
@@ -289,6 +291,13 @@ impl Wal {
     /// Every LSN up to this one is durable. Lock-free.
     pub fn durable_lsn(&self) -> u64 {
         self.shared.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// How many times the log actor has taken the messages queued for it (each time, the
+    /// appends among them join the next group written and synced). Records queued while
+    /// this stays the same go into one group. Lock-free.
+    pub fn drains(&self) -> u64 {
+        self.shared.drains.load(Ordering::Acquire)
     }
 
     /// True once a failed write or sync has poisoned the log.
