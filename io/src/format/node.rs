@@ -163,8 +163,27 @@ fn reserved(r: &mut Reader<'_>) -> Result<(), FormatError> {
     Ok(())
 }
 
+/// The first 8 bytes of `key` as a big-endian number, zero padded: a smaller number means a
+/// smaller key; equal numbers need the full comparison.
+#[inline]
+fn prefix8(key: &[u8]) -> u64 {
+    match key.first_chunk::<8>() {
+        Some(b) => u64::from_be_bytes(*b),
+        None => {
+            let mut b = [0u8; 8];
+            b[..key.len()].copy_from_slice(key);
+            u64::from_be_bytes(b)
+        }
+    }
+}
+
+#[inline]
 fn ordered(prev: Option<&[u8]>, key: &[u8]) -> Result<(), FormatError> {
-    if prev.is_some_and(|p| p >= key) {
+    // Most keys differ in their first 8 bytes: compare those as one number first.
+    if prev.is_some_and(|p| {
+        let (a, b) = (prefix8(p), prefix8(key));
+        a > b || (a == b && p >= key)
+    }) {
         return Err(FormatError::InvalidField {
             field: "key order",
             value: key.len() as u64,
@@ -347,7 +366,18 @@ mod tests {
             .prop_map(|s| s.into_iter().collect())
     }
 
+    /// Keys over a two-letter alphabet, so that many share their first bytes.
+    fn close_key() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(0u8..2, 0..12)
+    }
+
     proptest! {
+        #[test]
+        fn order_check_agrees_with_slice_order(a in close_key(), b in close_key()) {
+            prop_assert_eq!(ordered(Some(&a), &b).is_ok(), a < b);
+            prop_assert!(ordered(None, &b).is_ok());
+        }
+
         #[test]
         fn leaf_round_trips(keys in sorted_keys(), vals in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..50), 30), ovf in any::<u64>()) {
             let entries: Vec<LeafEntry<'_>> = keys.iter().zip(vals.iter()).enumerate().map(|(i, (k, v))| LeafEntry {
