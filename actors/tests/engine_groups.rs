@@ -175,6 +175,28 @@ async fn open(vfs: &Arc<dyn Vfs>) -> (Engine, Collection) {
     (db, c)
 }
 
+/// A database on a gated memory disk holding key 0, with the gate shut.
+async fn gated() -> (Arc<Gate>, Arc<dyn Vfs>, Engine, Collection) {
+    let gate = Arc::new(Gate::default());
+    let vfs: Arc<dyn Vfs> = Arc::new(GatedVfs {
+        inner: Arc::new(MemoryVfs::new()),
+        gate: gate.clone(),
+    });
+    let (db, c) = open(&vfs).await;
+    c.write(vec![Op::Put(key(0), val(0))]).await.unwrap();
+    gate.shut.store(true, Ordering::Release);
+    (gate, vfs, db, c)
+}
+
+/// Sends a write from a task of its own.
+fn spawn_write(
+    c: &Collection,
+    ops: Vec<Op>,
+) -> tokio::task::JoinHandle<persistx_actors::Result<Vec<OpResult>>> {
+    let c = c.clone();
+    tokio::spawn(async move { c.write(ops).await })
+}
+
 /// Lets the collection actor take the writes just sent (they queue behind the held sync).
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -186,19 +208,8 @@ async fn settle() {
 /// answered, and a reopen finds them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absorbed_groups_answer_every_caller_once_durable() {
-    let gate = Arc::new(Gate::default());
-    let vfs: Arc<dyn Vfs> = Arc::new(GatedVfs {
-        inner: Arc::new(MemoryVfs::new()),
-        gate: gate.clone(),
-    });
-    let (db, c) = open(&vfs).await;
-    c.write(vec![Op::Put(key(0), val(0))]).await.unwrap();
-    gate.shut.store(true, Ordering::Release);
-
-    let w = |ops: Vec<Op>| {
-        let c = c.clone();
-        tokio::spawn(async move { c.write(ops).await })
-    };
+    let (gate, vfs, db, c) = gated().await;
+    let w = |ops: Vec<Op>| spawn_write(&c, ops);
     // Taken by the log at once; its sync waits at the gate.
     let first = w(vec![Op::Put(key(1), val(1))]);
     gate.until_held().await;
@@ -262,21 +273,12 @@ async fn absorbed_groups_answer_every_caller_once_durable() {
 }
 
 /// Behind a held sync that then fails: the queued group and the group that absorbed it are
-/// both answered with an error, and neither write is ever visible.
+/// both answered with an error, neither write is ever visible, and a reopen finds the write
+/// acknowledged before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absorbed_groups_fail_with_the_log() {
-    let gate = Arc::new(Gate::default());
-    let vfs: Arc<dyn Vfs> = Arc::new(GatedVfs {
-        inner: Arc::new(MemoryVfs::new()),
-        gate: gate.clone(),
-    });
-    let (db, c) = open(&vfs).await;
-    c.write(vec![Op::Put(key(0), val(0))]).await.unwrap();
-    gate.shut.store(true, Ordering::Release);
-    let w = |ops: Vec<Op>| {
-        let c = c.clone();
-        tokio::spawn(async move { c.write(ops).await })
-    };
+    let (gate, vfs, db, c) = gated().await;
+    let w = |ops: Vec<Op>| spawn_write(&c, ops);
     let first = w(vec![Op::Put(key(1), val(1))]);
     gate.until_held().await;
     let second = w(vec![Op::Put(key(2), val(2))]);
@@ -302,4 +304,12 @@ async fn absorbed_groups_fail_with_the_log() {
     assert_eq!(c.snapshot().get(&key(0)).await.unwrap(), Some(val(0)));
     drop(c);
     let _ = db.close().await;
+    // The acknowledged write survives; none of the failed ones was written.
+    gate.fail.store(false, Ordering::Release);
+    let (db, c) = open(&vfs).await;
+    assert_eq!(c.snapshot().get(&key(0)).await.unwrap(), Some(val(0)));
+    for i in 1..=3 {
+        assert_eq!(c.snapshot().get(&key(i)).await.unwrap(), None, "key {i}");
+    }
+    db.close().await.unwrap();
 }
