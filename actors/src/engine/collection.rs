@@ -241,6 +241,13 @@ impl CollShared {
         });
     }
 
+    /// Releases `n` units of `pending`, waking `wait_idle` when none is left.
+    fn release(&self, n: u64) {
+        if n > 0 && self.pending.fetch_sub(n, Ordering::AcqRel) == n {
+            self.idle.notify_waiters();
+        }
+    }
+
     async fn wait_idle(&self) {
         loop {
             let notified = self.idle.notified();
@@ -302,19 +309,26 @@ pub(crate) struct OpenGroup {
     seq: u64,
     /// What the log answered, once it did: too late to absorb.
     outcome: Option<Result<u64>>,
+    /// Units of `CollShared::pending` released when the log answers: this group's own and
+    /// those of the groups it absorbed; none once it is absorbed itself (the absorbing
+    /// group holds them until it has published), so `wait_idle` never returns while an
+    /// absorbed group's writes are still unpublished.
+    held: u64,
 }
 
 /// A caller waiting for its write to be published, and what to answer.
 type Answer = (Reply<Result<Vec<OpResult>>>, Vec<OpResult>);
 
-/// A group absorbed by the next one: the group, its callers, its durability, and the log's
-/// drain count when its records were queued.
-type Absorbed = (
-    Arc<std::sync::Mutex<OpenGroup>>,
-    Vec<Answer>,
-    Durability,
-    u64,
-);
+/// A group absorbed by the next one, with what the absorbing writes took over from it.
+pub(crate) struct Absorbed {
+    group: Arc<std::sync::Mutex<OpenGroup>>,
+    callers: Vec<Answer>,
+    durability: Durability,
+    /// The log's drain count when its records were queued.
+    drains: u64,
+    /// Its units of `CollShared::pending` (see `OpenGroup::held`).
+    held: u64,
+}
 
 /// The most bytes of log record one batch writes before the batch is split; larger single
 /// writes take the bulk path.
@@ -647,8 +661,8 @@ impl CollActor {
         let mut answered = Vec::new();
         let mut durability = Durability::None;
         let mut absorbed = self.absorb_open();
-        if let Some((_, _, d, _)) = &absorbed {
-            durability = *d;
+        if let Some(a) = &absorbed {
+            durability = a.durability;
         }
         for (ops, d, reply) in writes {
             match self.apply(&ops, &mut log).await {
@@ -665,12 +679,14 @@ impl CollActor {
             // goes back to the last durable version and no write is accepted any more.
             self.working = self.shared.published.load().root.clone();
             self.recount_dirty();
-            let absorbed = absorbed
-                .map(|(_, callers, _, _)| callers)
-                .unwrap_or_default();
-            for (reply, _) in answered.into_iter().chain(absorbed) {
+            // Absorbed callers too: their writes are gone from the working tree (their
+            // records may still become durable, so reopening may show them: an ambiguous
+            // failure, as for any write whose answer is an error).
+            let (callers, held) = absorbed.map_or((Vec::new(), 0), |a| (a.callers, a.held));
+            for (reply, _) in answered.into_iter().chain(callers) {
                 reply.send(Err(self.poisoned_error()));
             }
+            self.shared.release(held);
             return;
         }
         if log.is_empty()
@@ -684,12 +700,15 @@ impl CollActor {
         }
         if log.is_empty() {
             // Nothing changed (misses): answer from the current state, after anything pending
-            // is durable so an answer never reflects a write that could still be lost.
+            // is published, so an answer never reflects a write that could still be lost;
+            // if a pending write failed instead, this answer may reflect it: an error.
             let shared = self.shared.clone();
+            let failed = self.poisoned_error();
             tokio::spawn(async move {
                 shared.wait_idle().await;
+                let poisoned = shared.poisoned.load(Ordering::Acquire);
                 for (reply, r) in answered {
-                    reply.send(Ok(r));
+                    reply.send(if poisoned { Err(failed.clone()) } else { Ok(r) });
                 }
             });
             return;
@@ -702,8 +721,11 @@ impl CollActor {
         let epoch = self.engine.epoch.load_full();
         let shared = self.shared.clone();
         let wal = self.engine.wal.clone();
-        if let Some((_, callers, _, _)) = absorbed {
-            answered.splice(0..0, callers);
+        let mut held = 1;
+        if let Some(a) = absorbed {
+            answered.splice(0..0, a.callers);
+            held += a.held;
+            self.engine.absorbed.fetch_add(1, Ordering::Relaxed);
         }
         let group = Arc::new(std::sync::Mutex::new(OpenGroup {
             root: Some(self.working.clone()),
@@ -711,6 +733,7 @@ impl CollActor {
             durability,
             seq,
             outcome: None,
+            held,
         }));
         shared.pending.fetch_add(1, Ordering::AcqRel);
         // Queue the records with the log now, in order (so LSN order is the order the
@@ -745,10 +768,14 @@ impl CollActor {
             {
                 result = Err(e);
             }
-            let (root, answered) = {
+            let (root, answered, held) = {
                 let mut g = group.lock().unwrap_or_else(PoisonError::into_inner);
                 g.outcome = Some(result.clone());
-                (g.root.take(), std::mem::take(&mut g.answered))
+                (
+                    g.root.take(),
+                    std::mem::take(&mut g.answered),
+                    std::mem::take(&mut g.held),
+                )
             };
             match result {
                 // Absorbed: the next group publishes and answers.
@@ -772,9 +799,7 @@ impl CollActor {
                     }
                 }
             }
-            if shared.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-                shared.idle.notify_waiters();
-            }
+            shared.release(held);
         });
     }
 
@@ -791,24 +816,40 @@ impl CollActor {
             return None;
         }
         g.root = None;
-        let (callers, durability) = (std::mem::take(&mut g.answered), g.durability);
+        let callers = std::mem::take(&mut g.answered);
+        let held = std::mem::take(&mut g.held);
+        let durability = g.durability;
         drop(g);
-        self.engine.absorbed.fetch_add(1, Ordering::Relaxed);
-        Some((group, callers, durability, drains))
+        Some(Absorbed {
+            group,
+            callers,
+            durability,
+            drains,
+            held,
+        })
     }
 
     /// Undoes [`CollActor::absorb_open`] when the writes that absorbed a group logged
     /// nothing (so the working tree is the group's version): the group publishes the working
     /// tree when the log answers, or now if it already has.
-    fn give_back(&mut self, (group, callers, _, drains): Absorbed) {
+    fn give_back(&mut self, a: Absorbed) {
+        let Absorbed {
+            group,
+            callers,
+            drains,
+            held,
+            ..
+        } = a;
         let mut g = group.lock().unwrap_or_else(PoisonError::into_inner);
         match g.outcome.clone() {
             None => {
                 g.root = Some(self.working.clone());
                 g.answered = callers;
+                g.held = held;
                 drop(g);
                 // Still open: the next writes may absorb it again.
                 self.open = Some((group, drains));
+                return;
             }
             Some(Ok(lsn)) => {
                 self.shared.publish(Arc::new(Version {
@@ -828,6 +869,8 @@ impl CollActor {
                 }
             }
         }
+        drop(g);
+        self.shared.release(held);
     }
 
     async fn handle_bulk(

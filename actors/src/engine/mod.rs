@@ -956,8 +956,8 @@ pub struct EngineStats {
     /// Pages written since open.
     pub page_writes: u64,
     /// Groups of writes that the next group absorbed while the log had not yet taken
-    /// their records: their writes were published and answered with that group's, and no
-    /// version of their own was made.
+    /// their records: no version of their own was made; their callers were answered with
+    /// the absorbing group (its version, or its error).
     pub groups_absorbed: u64,
 }
 

@@ -293,9 +293,11 @@ impl Wal {
         self.shared.durable_lsn.load(Ordering::Acquire)
     }
 
-    /// How many times the log actor has taken the messages queued for it (each time, the
-    /// appends among them join the next group written and synced). Records queued while
-    /// this stays the same go into one group. Lock-free.
+    /// How many batches of queued messages the log actor has begun to handle (the appends
+    /// of a batch are written and synced as one group). Records queued while this stays
+    /// the same are almost always written in one group: the count moves when the actor
+    /// starts on the messages it took, a moment after taking them, so it is a hint for
+    /// speed, never for correctness. Lock-free.
     pub fn drains(&self) -> u64 {
         self.shared.drains.load(Ordering::Acquire)
     }
