@@ -346,7 +346,7 @@ mod linux {
                 .await?;
             let (direct, cached) = match (writer, dup) {
                 (Some(writer), Some(dup)) => (writer.register(dup).await, None),
-                (None, Some(dup)) => (None, Some(dup)),
+                (None, Some(dup)) => (None, Some(Arc::new(dup))),
                 _ => (None, None),
             };
             Ok(Arc::new(UringFile {
@@ -428,7 +428,7 @@ mod linux {
         /// which then performs its writes (everything else still goes to the driver).
         direct: Option<DirectFile>,
         /// A duplicate handle for `RWF_NOWAIT` reads on the caller's thread.
-        cached: Option<std::fs::File>,
+        cached: Option<Arc<std::fs::File>>,
     }
 
     impl UringFile {
@@ -459,7 +459,7 @@ mod linux {
         }
 
         fn try_read_cached(&self, offset: u64, len: usize) -> Option<Bytes> {
-            crate::vfs::read_nowait(self.cached.as_ref()?, offset, len)
+            crate::vfs::read_nowait(self.cached.as_deref()?, offset, len)
         }
 
         async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes> {
@@ -531,12 +531,9 @@ mod linux {
         async fn start_writeback(&self) -> Result<()> {
             // Buffered files keep a plain handle for cached reads; it serves here too, on
             // a blocking thread (the call can wait while the device queue is full).
-            let Some(f) = self.cached.as_ref() else {
+            let Some(f) = self.cached.clone() else {
                 return Ok(());
             };
-            let f = f
-                .try_clone()
-                .map_err(|e| Error::io("dup", &self.path, None, e))?;
             let path = self.path.clone();
             tokio::task::spawn_blocking(move || crate::vfs::start_writeback_blocking(&f, &path))
                 .await

@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -290,7 +290,7 @@ pub(crate) struct CollActor {
     pub(crate) deferred: Vec<WriteReq>,
     /// The last group of writes handed to the log, while it may still take more (see
     /// [`OpenGroup`]), with the log's drain count when its records were queued.
-    pub(crate) open: Option<(Arc<std::sync::Mutex<OpenGroup>>, u64)>,
+    pub(crate) open: Option<(Arc<Mutex<OpenGroup>>, u64)>,
 }
 
 /// A group of writes whose records are queued with the log and not yet durable: its version
@@ -306,7 +306,6 @@ pub(crate) struct OpenGroup {
     root: Option<Child>,
     answered: Vec<Answer>,
     durability: Durability,
-    seq: u64,
     /// What the log answered, once it did: too late to absorb.
     outcome: Option<Result<u64>>,
     /// Units of `CollShared::pending` released when the log answers: this group's own and
@@ -320,8 +319,8 @@ pub(crate) struct OpenGroup {
 type Answer = (Reply<Result<Vec<OpResult>>>, Vec<OpResult>);
 
 /// A group absorbed by the next one, with what the absorbing writes took over from it.
-pub(crate) struct Absorbed {
-    group: Arc<std::sync::Mutex<OpenGroup>>,
+struct Absorbed {
+    group: Arc<Mutex<OpenGroup>>,
     callers: Vec<Answer>,
     durability: Durability,
     /// The log's drain count when its records were queued.
@@ -727,11 +726,10 @@ impl CollActor {
             held += a.held;
             self.engine.absorbed.fetch_add(1, Ordering::Relaxed);
         }
-        let group = Arc::new(std::sync::Mutex::new(OpenGroup {
+        let group = Arc::new(Mutex::new(OpenGroup {
             root: Some(self.working.clone()),
             answered,
             durability,
-            seq,
             outcome: None,
             held,
         }));
@@ -852,13 +850,9 @@ impl CollActor {
                 return;
             }
             Some(Ok(lsn)) => {
-                self.shared.publish(Arc::new(Version {
-                    root: self.working.clone(),
-                    lsn,
-                    seq: g.seq,
-                    _epoch: self.engine.epoch.load_full(),
-                    pinned: Default::default(),
-                }));
+                // It is the last group made (any later one would have absorbed it), so
+                // the working tree is version `self.seq`.
+                self.shared.publish(self.working_version(lsn));
                 for (reply, r) in callers {
                     reply.send(Ok(r));
                 }
