@@ -20,6 +20,9 @@ struct MemPages {
     limits: TreeLimits,
     pages: Mutex<HashMap<u64, Bytes>>,
     next: Mutex<u64>,
+    /// Every page the working tree stopped using (writes' freed runs and the base pages of
+    /// deltas a checkpoint wrote), to check none is freed twice or still reachable.
+    freed: Mutex<Vec<u64>>,
 }
 
 impl MemPages {
@@ -28,11 +31,48 @@ impl MemPages {
             limits: TreeLimits::new(page_size),
             pages: Mutex::new(HashMap::new()),
             next: Mutex::new(2),
+            freed: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn free(&self, runs: &[(u64, u64)]) {
+        let mut freed = self.freed.lock().unwrap();
+        for &(p, n) in runs {
+            freed.extend(p..p + n);
+        }
+    }
+
+    /// Checks no page was freed twice and the tree at `root` reaches none that was freed.
+    async fn check_freed(&self, root: &Child) {
+        let freed: HashSet<u64> = {
+            let list = self.freed.lock().unwrap();
+            let set: HashSet<u64> = list.iter().copied().collect();
+            assert_eq!(set.len(), list.len(), "a page was freed twice");
+            set
+        };
+        let stats = tree::verify(self, root).await.unwrap();
+        for (p, n) in stats.pages {
+            for q in p..p + n {
+                assert!(!freed.contains(&q), "page {q} is freed but still in use");
+            }
+        }
+    }
+
+    /// Checks every page written is in use by the tree at `root` or freed (the checkpoints
+    /// of this model swizzle every node they write, so nothing else holds a page).
+    async fn check_no_leak(&self, root: &Child) {
+        let mut known: HashSet<u64> = self.freed.lock().unwrap().iter().copied().collect();
+        for (p, n) in tree::verify(self, root).await.unwrap().pages {
+            known.extend(p..p + n);
+        }
+        let pages: Vec<u64> = self.pages.lock().unwrap().keys().copied().collect();
+        for p in pages {
+            assert!(known.contains(&p), "page {p} is neither in use nor freed");
         }
     }
 
     /// Writes every dirty node of `snapshot` and swizzles `working`.
-    fn checkpoint(&self, snapshot: &Child, working: &mut Child) {
+    async fn checkpoint(&self, snapshot: &Child, working: &mut Child) {
         let mut out = tree::Flushed::default();
         let mut alloc = |n: u64| {
             let mut next = self.next.lock().unwrap();
@@ -44,8 +84,9 @@ impl MemPages {
         // Encoded a few pages at a time, as a checkpoint does in chunks of a few MiB.
         let mut writes = Vec::new();
         loop {
-            let (some, _leaves) =
-                tree::encode_some(&mut out, &self.limits, 3 * self.limits.page_size);
+            let (some, _leaves) = tree::encode_some(&mut out, self, 3 * self.limits.page_size)
+                .await
+                .unwrap();
             if some.is_empty() {
                 break;
             }
@@ -68,7 +109,9 @@ impl MemPages {
         }
         drop(pages);
         let mut hit = HashSet::new();
-        tree::swizzle(working, &out.map, &mut hit);
+        let mut bases = Vec::new();
+        tree::swizzle(working, &out.map, &mut hit, &mut bases);
+        self.free(&bases);
     }
 }
 
@@ -194,6 +237,7 @@ async fn run(ops: Vec<Op>, page_size: usize) {
                 if let Some(old) = model_key(&model, k) {
                     let mut ctx = WriteCtx::new(&src);
                     let got = tree::remove(&mut ctx, &mut root, &old).await.unwrap();
+                    src.free(&ctx.freed);
                     assert_eq!(
                         tree::value_bytes(&src, &got.unwrap()).await.unwrap(),
                         model.remove(&old).unwrap()
@@ -204,6 +248,7 @@ async fn run(ops: Vec<Op>, page_size: usize) {
                 let old = tree::insert(&mut ctx, &mut root, kk.clone(), Val::Inline(v.clone()))
                     .await
                     .unwrap();
+                src.free(&ctx.freed);
                 assert!(old.is_none());
                 model.insert(kk.clone(), v.clone());
                 // Replace in place too.
@@ -211,12 +256,14 @@ async fn run(ops: Vec<Op>, page_size: usize) {
                 let old = tree::insert(&mut ctx, &mut root, kk.clone(), Val::Inline(v.clone()))
                     .await
                     .unwrap();
+                src.free(&ctx.freed);
                 assert_eq!(tree::value_bytes(&src, &old.unwrap()).await.unwrap(), v);
             }
             Op::Remove(k) => {
                 let target = model_key(&model, k).unwrap_or_else(|| key(k, 0));
                 let mut ctx = WriteCtx::new(&src);
                 let got = tree::remove(&mut ctx, &mut root, &target).await.unwrap();
+                src.free(&ctx.freed);
                 let want = model.remove(&target);
                 match (got, want) {
                     (None, None) => assert!(ctx.freed.is_empty(), "a miss frees nothing"),
@@ -226,8 +273,9 @@ async fn run(ops: Vec<Op>, page_size: usize) {
             }
             Op::Checkpoint => {
                 let snap = root.clone();
-                src.checkpoint(&snap, &mut root);
-                assert_eq!(tree::dirty_nodes(&root), 0);
+                src.checkpoint(&snap, &mut root).await;
+                assert_eq!(tree::dirty_parts(&root), (0, 0));
+                src.check_freed(&root).await;
             }
             Op::Snapshot => snapshots.push((root.clone(), model.clone())),
             Op::Range(a, b, rev) => {
@@ -270,13 +318,16 @@ async fn run(ops: Vec<Op>, page_size: usize) {
         }
     }
     check_all(&src, &root, &model).await;
+    src.check_freed(&root).await;
     for (snap, m) in &snapshots {
         check_all(&src, snap, m).await;
     }
     // A final checkpoint, then everything again from pages only.
     let snap = root.clone();
-    src.checkpoint(&snap, &mut root);
+    src.checkpoint(&snap, &mut root).await;
     check_all(&src, &root, &model).await;
+    src.check_freed(&root).await;
+    src.check_no_leak(&root).await;
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -326,7 +377,7 @@ fn bulk_build_matches_inserts() {
         let mut root = tree::bulk_build(entries, src.limits(), 1.0);
         check_all(&src, &root, &model).await;
         let snap = root.clone();
-        src.checkpoint(&snap, &mut root);
+        src.checkpoint(&snap, &mut root).await;
         let stats = tree::verify(&src, &root).await.unwrap();
         assert_eq!(stats.entries, 20_000);
         // Bulk loading fills leaves: well over 90% of the capacity on average.
@@ -375,5 +426,91 @@ fn ascending_inserts_fill_leaves() {
         let stats = tree::verify(&src, &root).await.unwrap();
         let fill = stats.used_bytes as f64 / (stats.leaves as f64 * src.limits().capacity as f64);
         assert!(fill > 0.9, "fill {fill}");
+    });
+}
+
+/// Puts into clean leaves after a checkpoint are kept as deltas over their pages (a few
+/// hundred bytes each, not a page): reads, cursors and positions see them, a later removal
+/// makes the leaf whole (freeing its base page), and the next checkpoint writes them.
+#[test]
+fn puts_after_a_checkpoint_stay_small() {
+    rt().block_on(async {
+        let src = MemPages::new(4096);
+        let entries: Vec<(Bytes, Val)> = (0u32..20_000)
+            .map(|i| {
+                (
+                    Bytes::from((i * 2).to_be_bytes().to_vec()),
+                    Val::Inline(value(i as u16, 100)),
+                )
+            })
+            .collect();
+        let mut model: BTreeMap<Bytes, Bytes> = entries
+            .iter()
+            .map(|(k, v)| match v {
+                Val::Inline(b) => (k.clone(), b.clone()),
+                Val::Overflow { .. } => unreachable!(),
+            })
+            .collect();
+        let mut root = tree::bulk_build(entries, src.limits(), 0.8);
+        let snap = root.clone();
+        src.checkpoint(&snap, &mut root).await;
+        let leaves = tree::verify(&src, &root).await.unwrap().leaves;
+        // 200 puts, one per 100 keys: new odd keys and replaced even ones.
+        let before = root.clone();
+        let mut freed = 0;
+        for i in (0u32..20_000).step_by(100) {
+            let k = Bytes::from((i * 2 + (i / 100) % 2).to_be_bytes().to_vec());
+            let v = value(7, 120);
+            let mut ctx = WriteCtx::new(&src);
+            let old = tree::insert(&mut ctx, &mut root, k.clone(), Val::Inline(v.clone()))
+                .await
+                .unwrap();
+            // Only interior pages on the path are freed, not the leaf's.
+            freed += ctx.freed.len();
+            src.free(&ctx.freed);
+            let want = model.insert(k, v);
+            assert_eq!(
+                old.map(|o| match o {
+                    Val::Inline(b) => b,
+                    Val::Overflow { .. } => unreachable!(),
+                }),
+                want
+            );
+        }
+        let (nodes, delta_bytes) = tree::dirty_parts(&root);
+        assert!(nodes < leaves / 10, "{nodes} dirty nodes for 200 puts");
+        assert_eq!(freed as u64, nodes, "the dirty interior nodes' pages");
+        assert!(
+            delta_bytes > 0 && delta_bytes < 200 * 1024,
+            "{delta_bytes} bytes of deltas"
+        );
+        check_all(&src, &root, &model).await;
+        for (k, v) in model.iter().step_by(97) {
+            let got = tree::get(&src, &root, k).await.unwrap().unwrap();
+            assert_eq!(tree::value_bytes(&src, &got).await.unwrap(), *v);
+        }
+        // The snapshot from before sees none of it.
+        assert_eq!(before.count, 20_000);
+        let k = Bytes::from(1u32.to_be_bytes().to_vec());
+        assert!(tree::get(&src, &before, &k).await.unwrap().is_none());
+        // A removal in a delta's leaf makes it whole and frees the base page.
+        let k = Bytes::from(2u32.to_be_bytes().to_vec());
+        let mut ctx = WriteCtx::new(&src);
+        assert!(
+            tree::remove(&mut ctx, &mut root, &k)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        model.remove(&k);
+        assert!(!ctx.freed.is_empty());
+        src.free(&ctx.freed);
+        check_all(&src, &root, &model).await;
+        let snap = root.clone();
+        src.checkpoint(&snap, &mut root).await;
+        assert_eq!(tree::dirty_parts(&root), (0, 0));
+        check_all(&src, &root, &model).await;
+        src.check_freed(&root).await;
+        src.check_no_leak(&root).await;
     });
 }

@@ -189,6 +189,13 @@ impl Allocator {
     /// Every run that no superblock written now would reference: free and pending runs,
     /// merged. This is what a checkpoint records as its free list.
     pub fn persisted_free(&self) -> Vec<(u64, u64)> {
+        self.persisted_free_with(&[])
+    }
+
+    /// [`Allocator::persisted_free`] plus `limbo`: runs still in use in memory that the
+    /// tree a checkpoint writes no longer references (the base pages of the deltas it
+    /// writes), so a reopen finds them free.
+    pub fn persisted_free_with(&self, limbo: &[(u64, u64)]) -> Vec<(u64, u64)> {
         let mut all = Allocator {
             free: self.free.clone(),
             end: self.end,
@@ -198,6 +205,9 @@ impl Allocator {
             for &(p, n) in runs {
                 all.release(p, n);
             }
+        }
+        for &(p, n) in limbo {
+            all.release(p, n);
         }
         all.free.into_iter().collect()
     }

@@ -284,6 +284,8 @@ pub(crate) struct CollActor {
     /// Runs no longer referenced from version `tag` on.
     pub(crate) freed: Vec<(u64, (u64, u64))>,
     pub(crate) dirty: u64,
+    /// Bytes of deltas made since `dirty` last counted them (below one page's worth).
+    pub(crate) delta_carry: u64,
     /// The bulk write in progress, if any.
     pub(crate) bulk: Option<BulkState>,
     /// Writes that arrived during a bulk write.
@@ -404,7 +406,8 @@ impl CollActor {
     /// are not counted, nodes dropped by merges are).
     fn recount_dirty(&mut self) {
         let before = self.dirty;
-        self.dirty = tree::dirty_nodes(&self.working);
+        self.dirty = tree::dirty_nodes(&self.working, self.engine.pages.limits().page_size);
+        self.delta_carry = 0;
         if self.dirty >= before {
             self.engine.add_dirty(self.dirty - before);
         } else {
@@ -429,7 +432,7 @@ impl CollActor {
                 .any(|o| matches!(o, Op::InsertAt(..) | Op::SetAt(..)));
         let saved = undo.then(|| self.working.clone());
         let (freed_len, log_len) = (self.freed.len(), log.len());
-        match self.apply_inner(ops, log).await {
+        match self.apply_inner(ops, log, true).await {
             Ok(r) => Ok(r),
             Err(e) => {
                 self.freed.truncate(freed_len);
@@ -444,15 +447,20 @@ impl CollActor {
         }
     }
 
+    /// Applies `ops` to the working tree; with `deltas`, puts into clean leaves may be kept
+    /// as [`tree::Delta`]s (not for a bulk write: its sorted puts fill each leaf they
+    /// touch).
     async fn apply_inner(
         &mut self,
         ops: &[Op],
         log: &mut Vec<(u8, Bytes, Bytes)>,
+        deltas: bool,
     ) -> Result<Vec<OpResult>> {
         let engine = self.engine.clone();
         let src: &dyn PageSource = &*engine.pages;
         let tag = self.seq + 1;
         let mut ctx = WriteCtx::new(src);
+        ctx.deltas = deltas;
         let mut results = Vec::with_capacity(ops.len());
         let limits = *src.limits();
         for op in ops {
@@ -482,7 +490,7 @@ impl CollActor {
                     }
                 }
                 Op::Clear => {
-                    if self.working.count > 0 || matches!(self.working.ptr, tree::Ptr::Clean(_)) {
+                    if self.working.count > 0 || !matches!(self.working.ptr, tree::Ptr::Dirty(_)) {
                         let stats = tree::verify(src, &self.working).await?;
                         ctx.freed.extend(stats.pages);
                         self.working = Child::empty();
@@ -594,8 +602,13 @@ impl CollActor {
             };
             results.push(r);
         }
-        self.dirty += ctx.dirtied;
-        self.engine.add_dirty(ctx.dirtied);
+        // Deltas count by their bytes, in whole pages.
+        let page = limits.page_size as u64;
+        let carry = self.delta_carry + ctx.delta_bytes;
+        self.delta_carry = carry % page;
+        let added = ctx.dirtied + carry / page;
+        self.dirty += added;
+        self.engine.add_dirty(added);
         self.freed.extend(ctx.freed.into_iter().map(|r| (tag, r)));
         Ok(results)
     }
@@ -956,7 +969,7 @@ impl CollActor {
         let spill_nodes = (self.engine.dirty_limit_nodes() / 2).max(64);
         let before = self.freed.len();
         let mut log = Vec::new();
-        let results = self.apply_inner(chunk, &mut log).await?;
+        let results = self.apply_inner(chunk, &mut log, false).await?;
         // Spilled pages this chunk replaced are referenced by nothing (no superblock, no
         // snapshot): reuse them at once.
         if !state.spilled.is_empty() {
@@ -974,7 +987,7 @@ impl CollActor {
             }
             self.freed.extend(kept);
         }
-        if tree::dirty_nodes(&self.working) > spill_nodes {
+        if tree::dirty_nodes(&self.working, self.engine.pages.limits().page_size) > spill_nodes {
             let mut runs = Vec::new();
             let spilled = self.spill(&mut runs).await;
             // Recorded even when the spill failed: its pages are allocated, and the
@@ -1197,9 +1210,13 @@ impl CollActor {
         self.engine.pages.bump_end(self.engine.lock_alloc().end());
         self.engine.pages.write_flushed(&mut out, 0, false).await?;
         // Only the working tree: the published version must not point at spilled pages,
-        // which a failed bulk write releases at once.
+        // which a failed bulk write releases at once. The base pages of the deltas written
+        // are freed from the version the bulk write publishes (a rollback forgets this).
         let mut hit = HashSet::new();
-        tree::swizzle(&mut self.working, &out.map, &mut hit);
+        let mut bases = Vec::new();
+        tree::swizzle(&mut self.working, &out.map, &mut hit, &mut bases);
+        let tag = self.seq + 1;
+        self.freed.extend(bases.into_iter().map(|r| (tag, r)));
         self.recount_dirty();
         drop(out);
         persistx_io::bufs::trim_allocator();
@@ -1263,12 +1280,14 @@ impl CollActor {
     /// (the buffer pool got the clean nodes as they were written).
     fn swizzle(&mut self, map: &tree::WrittenMap) {
         let mut hit = HashSet::new();
-        tree::swizzle(&mut self.working, map, &mut hit);
+        let mut bases = Vec::new();
+        tree::swizzle(&mut self.working, map, &mut hit, &mut bases);
         self.recount_dirty();
-        // Written pages the working tree no longer uses: the working tree is version
-        // `self.seq`, so free from that version on.
+        // Written pages the working tree no longer uses, and the base pages of the deltas
+        // it wrote: the working tree is version `self.seq`, and every version that used
+        // them was made before the next checkpoint, which frees them for its epoch.
         let tag = self.seq;
-        for run in tree::unreached(map, &hit) {
+        for run in tree::unreached(map, &hit).into_iter().chain(bases) {
             self.freed.push((tag, run));
         }
         let cur = self.shared.published.load_full();
@@ -1284,7 +1303,8 @@ impl CollActor {
             // An older version (a bulk write about to publish its own): swizzled as well,
             // for readers until then; the pages only it reaches stay held by its epoch.
             let mut root = cur.root.clone();
-            tree::swizzle(&mut root, map, &mut HashSet::new());
+            // (Only the working tree's swizzle frees delta bases.)
+            tree::swizzle(&mut root, map, &mut HashSet::new(), &mut Vec::new());
             root
         };
         let v = Arc::new(Version {

@@ -400,6 +400,11 @@ impl EngineInner {
             // Free pages at the end of the file are cut off (the file is truncated once this
             // checkpoint's superblock, which no longer counts them, is durable).
             let trimmed = alloc.trim_tail();
+            // The base pages of the deltas this checkpoint writes: its tree no longer
+            // references them, so its free list counts them free, while in memory they
+            // stay in use until the working trees drop them (then they are freed as any
+            // page, at a later checkpoint).
+            let mut limbo: Vec<(u64, u64)> = Vec::new();
             for (info, f) in &frozen {
                 let mut out = tree::Flushed::default();
                 let root =
@@ -416,6 +421,7 @@ impl EngineInner {
                     value_type: info.value_type.clone(),
                 });
                 freed.extend(f.freed.iter().copied());
+                tree::delta_bases(&f.version.root, &mut limbo);
             }
             let mut writes = Vec::new();
             let mut meta_runs = Vec::new();
@@ -429,7 +435,7 @@ impl EngineInner {
             // removes a run, never adds one, so this ends after a round or two.
             let mut free_ids: Vec<u64> = Vec::new();
             let free_runs = loop {
-                let runs = alloc.persisted_free();
+                let runs = alloc.persisted_free_with(&limbo);
                 let need = catalog::freelist_pages(runs.len(), limits.capacity);
                 if free_ids.len() >= need {
                     break runs;
@@ -633,7 +639,7 @@ impl Snapshot {
     async fn read_root(&self) -> Result<Child> {
         let root = &self.version.root;
         match &root.ptr {
-            Ptr::Dirty(_) => Ok(root.clone()),
+            Ptr::Dirty(_) | Ptr::Delta(_) => Ok(root.clone()),
             Ptr::Clean(page) => {
                 let node = match self.version.pinned.get() {
                     Some(n) => n.clone(),
@@ -1319,7 +1325,7 @@ impl Engine {
             let mut registry = inner.registry.lock().await;
             registry.next_id = next_id;
             for (_, c) in colls {
-                let dirty = tree::dirty_nodes(&c.root);
+                let dirty = tree::dirty_nodes(&c.root, inner.pages.limits().page_size);
                 inner.add_dirty(dirty);
                 let version = Version {
                     root: c.root.clone(),
@@ -1728,6 +1734,7 @@ fn spawn_collection(
         seq: 0,
         freed: freed.into_iter().map(|r| (0, r)).collect(),
         dirty,
+        delta_carry: 0,
         bulk: None,
         deferred: Vec::new(),
         open: None,

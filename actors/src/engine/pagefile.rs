@@ -247,7 +247,7 @@ impl PageFile {
     ) -> Result<usize> {
         let mut pages = 0;
         loop {
-            let (writes, clean) = tree::encode_some(out, &self.limits, WRITE_CHUNK);
+            let (writes, clean) = tree::encode_some(out, self, WRITE_CHUNK).await?;
             if writes.is_empty() {
                 return Ok(pages);
             }

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 pub use cursor::Cursor;
-pub use node::{Child, Interior, Leaf, Node, Ptr, TreeLimits, Val, ValRef};
+pub use node::{Child, Delta, Interior, Leaf, Node, Ptr, TreeLimits, Val, ValRef};
 
 use crate::error::Result;
 
@@ -47,15 +47,43 @@ pub trait PageSource: Send + Sync {
     fn limits(&self) -> &TreeLimits;
 }
 
-/// Resolves a child pointer to its node.
+/// Resolves a child pointer to its node (a [`Delta`] is merged with its base page into a
+/// leaf of its own).
 pub async fn load(src: &dyn PageSource, ptr: &Ptr) -> Result<Arc<Node>> {
     match ptr {
         Ptr::Dirty(n) => Ok(n.clone()),
-        Ptr::Clean(page) => match src.cached(*page) {
-            Some(n) => Ok(n),
-            None => src.node(*page).await,
-        },
+        Ptr::Clean(page) => load_clean(src, *page).await,
+        Ptr::Delta(d) => Ok(Arc::new(Node::Leaf(merge_delta(src, d).await?))),
     }
+}
+
+/// The node stored at `page` (a buffer pool hit without a boxed future).
+async fn load_clean(src: &dyn PageSource, page: u64) -> Result<Arc<Node>> {
+    match src.cached(page) {
+        Some(n) => Ok(n),
+        None => src.node(page).await,
+    }
+}
+
+/// The leaf a delta's base page holds.
+async fn delta_base(src: &dyn PageSource, page: u64) -> Result<Arc<Node>> {
+    let node = load_clean(src, page).await?;
+    if !matches!(&*node, Node::Leaf(_)) {
+        return Err(broken(
+            Some(page),
+            "a leaf's changes refer to a page that is not a leaf".into(),
+        ));
+    }
+    Ok(node)
+}
+
+/// The whole leaf a delta stands for.
+async fn merge_delta(src: &dyn PageSource, d: &Delta) -> Result<Leaf> {
+    let base = delta_base(src, d.base()).await?;
+    let Node::Leaf(b) = &*base else {
+        unreachable!("delta_base checks the kind")
+    };
+    Ok(d.merge(b, src.limits()))
 }
 
 /// Reads a value's bytes (loading overflow pages if needed).
@@ -74,6 +102,11 @@ pub struct WriteCtx<'a> {
     pub freed: Vec<(u64, u64)>,
     /// Nodes that became dirty (for the dirty-bytes estimate).
     pub dirtied: u64,
+    /// Whether puts into clean leaves may be kept as [`Delta`]s (off for bulk writes, whose
+    /// sorted puts fill each leaf they touch).
+    pub deltas: bool,
+    /// Bytes of memory new or grown deltas took (for the dirty-bytes estimate).
+    pub delta_bytes: u64,
 }
 
 impl<'a> WriteCtx<'a> {
@@ -83,6 +116,8 @@ impl<'a> WriteCtx<'a> {
             src,
             freed: Vec::new(),
             dirtied: 0,
+            deltas: true,
+            delta_bytes: 0,
         }
     }
 
@@ -100,12 +135,23 @@ fn child_index(int: &Interior, key: &[u8]) -> usize {
 }
 
 /// Makes `child` dirty and returns its node for changing (copied if a snapshot shares it).
+/// A [`Delta`] becomes a whole leaf, and its base page is freed.
 async fn make_dirty<'c>(ctx: &mut WriteCtx<'_>, child: &'c mut Child) -> Result<&'c mut Node> {
-    if let Ptr::Clean(page) = child.ptr {
-        let node = ctx.src.node(page).await?;
-        ctx.freed.push((page, 1));
-        ctx.dirtied += 1;
-        child.ptr = Ptr::Dirty(node);
+    match &child.ptr {
+        Ptr::Clean(page) => {
+            let page = *page;
+            let node = ctx.src.node(page).await?;
+            ctx.freed.push((page, 1));
+            ctx.dirtied += 1;
+            child.ptr = Ptr::Dirty(node);
+        }
+        Ptr::Delta(d) => {
+            let leaf = merge_delta(ctx.src, d).await?;
+            ctx.freed.push((d.base(), 1));
+            ctx.dirtied += 1;
+            child.ptr = Ptr::Dirty(Arc::new(Node::Leaf(leaf)));
+        }
+        Ptr::Dirty(_) => {}
     }
     match &mut child.ptr {
         Ptr::Dirty(arc) => {
@@ -113,15 +159,129 @@ async fn make_dirty<'c>(ctx: &mut WriteCtx<'_>, child: &'c mut Child) -> Result<
             node.changed();
             Ok(node)
         }
-        Ptr::Clean(_) => unreachable!("made dirty above"),
+        Ptr::Clean(_) | Ptr::Delta(_) => unreachable!("made dirty above"),
     }
+}
+
+/// Most puts a [`Delta`] holds; the next put into its leaf makes the leaf whole.
+pub const DELTA_MAX_PUTS: usize = 8;
+
+/// Puts `key` = `val` into the leaf at `child` as a [`Delta`] if it is one already or a
+/// clean leaf, the value is inline, the delta stays small (at most [`DELTA_MAX_PUTS`]
+/// puts and a quarter page of their bytes) and the merged leaf fits its page. Returns
+/// `None` when that does not apply (nothing changed), else the old value.
+async fn delta_insert(
+    ctx: &mut WriteCtx<'_>,
+    child: &mut Child,
+    key: &[u8],
+    val: &[u8],
+) -> Result<Option<Option<Val>>> {
+    let limits = *ctx.src.limits();
+    let entry = 7 + key.len() + val.len();
+    let grows = 6 + key.len() + val.len();
+    // Where the put goes and how the merged leaf changes: (position among the puts, old
+    // value, entries, payload bytes, a new delta over a clean leaf).
+    let (at, old, count, len, new) = match &child.ptr {
+        Ptr::Dirty(_) => return Ok(None),
+        Ptr::Delta(d) => {
+            if d.puts() >= DELTA_MAX_PUTS || d.data_len() + grows > limits.capacity / 4 {
+                return Ok(None);
+            }
+            match d.find(key) {
+                Ok(i) => {
+                    let old = d.entry(i).1;
+                    let len = d.encoded_len() - (7 + key.len() + old.len()) + entry;
+                    let old = Val::Inline(Bytes::copy_from_slice(old));
+                    (Ok(i), Some(old), d.len(), len, None)
+                }
+                Err(i) => {
+                    let node = delta_base(ctx.src, d.base()).await?;
+                    let Node::Leaf(b) = &*node else {
+                        unreachable!("delta_base checks the kind")
+                    };
+                    match b.find(key) {
+                        Ok(j) => {
+                            if !matches!(b.value(j), ValRef::Inline(_)) {
+                                return Ok(None);
+                            }
+                            let len = d.encoded_len() - b.entry_len(j) + entry;
+                            (Err(i), Some(b.val(j)), d.len(), len, None)
+                        }
+                        Err(_) => (Err(i), None, d.len() + 1, d.encoded_len() + entry, None),
+                    }
+                }
+            }
+        }
+        Ptr::Clean(page) => {
+            let node = load_clean(ctx.src, *page).await?;
+            let Node::Leaf(b) = &*node else {
+                return Ok(None);
+            };
+            let fresh = Some(Delta::new(*page, b));
+            match b.find(key) {
+                Ok(j) => {
+                    if !matches!(b.value(j), ValRef::Inline(_)) {
+                        return Ok(None);
+                    }
+                    let len = b.encoded_len() - b.entry_len(j) + entry;
+                    (Err(0), Some(b.val(j)), b.len(), len, fresh)
+                }
+                Err(_) => (Err(0), None, b.len() + 1, b.encoded_len() + entry, fresh),
+            }
+        }
+    };
+    if len > limits.capacity {
+        return Ok(None);
+    }
+    // A new delta counts whole; a grown one (copied if a snapshot shares it: copies are
+    // not counted, as for nodes) by its growth.
+    let (d, before) = match new {
+        Some(d) => {
+            child.ptr = Ptr::Delta(Arc::new(d));
+            match &mut child.ptr {
+                Ptr::Delta(d) => (Arc::make_mut(d), 0),
+                _ => unreachable!("set above"),
+            }
+        }
+        None => match &mut child.ptr {
+            Ptr::Delta(d) => {
+                let before = d.memory();
+                (Arc::make_mut(d), before)
+            }
+            _ => unreachable!("matched above"),
+        },
+    };
+    d.put(at, key, val, count, len);
+    ctx.delta_bytes += d.memory().saturating_sub(before) as u64;
+    Ok(Some(old))
+}
+
+/// The node to search for `key` at `ptr`: a [`Delta`] answers from its puts (`Err`), or
+/// else from its base page, which then holds the key's entry if any.
+async fn load_for_key<'p>(
+    src: &dyn PageSource,
+    ptr: &'p Ptr,
+    key: &[u8],
+) -> Result<std::result::Result<Arc<Node>, &'p [u8]>> {
+    Ok(match ptr {
+        Ptr::Dirty(n) => Ok(n.clone()),
+        Ptr::Clean(page) => Ok(load_clean(src, *page).await?),
+        Ptr::Delta(d) => match d.get(key) {
+            Some(v) => Err(v),
+            None => Ok(delta_base(src, d.base()).await?),
+        },
+    })
 }
 
 /// Looks `key` up.
 pub async fn get(src: &dyn PageSource, root: &Child, key: &[u8]) -> Result<Option<Val>> {
-    let mut node = load(src, &root.ptr).await?;
+    let mut next = root.ptr.clone();
     loop {
-        let next = match &*node {
+        let node = match load_for_key(src, &next, key).await? {
+            Ok(n) => n,
+            Err(v) => return Ok(Some(Val::Inline(Bytes::copy_from_slice(v)))),
+        };
+        next = match &*node {
             Node::Leaf(l) => {
                 return Ok(match l.find(key) {
                     Ok(i) => Some(l.val(i)),
@@ -130,7 +290,6 @@ pub async fn get(src: &dyn PageSource, root: &Child, key: &[u8]) -> Result<Optio
             }
             Node::Interior(int) => int.children[child_index(int, key)].ptr.clone(),
         };
-        node = load(src, &next).await?;
     }
 }
 
@@ -142,9 +301,13 @@ pub async fn get_with<R>(
     key: &[u8],
     f: impl FnOnce(&[u8]) -> R + Send,
 ) -> Result<Option<R>> {
-    let mut node = load(src, &root.ptr).await?;
+    let mut next = root.ptr.clone();
     loop {
-        let next = match &*node {
+        let node = match load_for_key(src, &next, key).await? {
+            Ok(n) => n,
+            Err(v) => return Ok(Some(f(v))),
+        };
+        next = match &*node {
             Node::Leaf(l) => match l.find(key) {
                 Ok(i) => match l.value(i) {
                     ValRef::Inline(b) => return Ok(Some(f(b))),
@@ -158,7 +321,6 @@ pub async fn get_with<R>(
             },
             Node::Interior(int) => int.children[child_index(int, key)].ptr.clone(),
         };
-        node = load(src, &next).await?;
     }
 }
 
@@ -301,6 +463,13 @@ fn insert_rec<'a>(
 ) -> BoxFuture<'a, Result<Inserted>> {
     Box::pin(async move {
         let limits = *ctx.src.limits();
+        if ctx.deltas
+            && let Val::Inline(v) = &val
+            && v.len() <= limits.inline_max
+            && let Some(old) = delta_insert(ctx, child, &key, v).await?
+        {
+            return Ok(Inserted { old, split: None });
+        }
         let node = make_dirty(ctx, child).await?;
         let (old, hint) = match node {
             Node::Leaf(l) => match l.find(&key) {
@@ -511,7 +680,7 @@ pub async fn remove(ctx: &mut WriteCtx<'_>, root: &mut Child, key: &[u8]) -> Res
                 Node::Interior(int) if int.children.len() == 1 => Some(int.children[0].clone()),
                 _ => None,
             },
-            Ptr::Clean(_) => None,
+            Ptr::Clean(_) | Ptr::Delta(_) => None,
         };
         match only {
             Some(c) => *root = c,
@@ -641,8 +810,10 @@ pub fn repack<'a>(
             return Err(broken(None, "a leaf above the leaf level".into()));
         };
         for c in &int.children {
-            if let Ptr::Clean(p) = c.ptr {
-                ctx.freed.push((p, 1));
+            match &c.ptr {
+                Ptr::Clean(p) => ctx.freed.push((*p, 1)),
+                Ptr::Delta(d) => ctx.freed.push((d.base(), 1)),
+                Ptr::Dirty(_) => {}
             }
         }
         ctx.dirtied += new.len() as u64;
@@ -712,9 +883,13 @@ fn holds_page_from<'a>(
     values: bool,
 ) -> BoxFuture<'a, Result<bool>> {
     Box::pin(async move {
-        if let Ptr::Clean(p) = ptr
-            && *p >= above
-        {
+        // A delta's base page counts: the relocation makes the leaf whole, freeing it.
+        let page = match ptr {
+            Ptr::Clean(p) => Some(*p),
+            Ptr::Delta(d) => Some(d.base()),
+            Ptr::Dirty(_) => None,
+        };
+        if page.is_some_and(|p| p >= above) {
             return Ok(true);
         }
         if height <= 1 && !values {
@@ -842,6 +1017,20 @@ pub fn node_id(node: &Arc<Node>) -> usize {
     Arc::as_ptr(node) as usize
 }
 
+/// Identity of a delta (like [`node_id`]; the two never collide, being live allocations).
+pub fn delta_id(delta: &Arc<Delta>) -> usize {
+    Arc::as_ptr(delta) as usize
+}
+
+/// Identity of a dirty node or delta; `None` for a clean page.
+pub fn ptr_id(ptr: &Ptr) -> Option<usize> {
+    match ptr {
+        Ptr::Clean(_) => None,
+        Ptr::Dirty(n) => Some(node_id(n)),
+        Ptr::Delta(d) => Some(delta_id(d)),
+    }
+}
+
 /// A page a checkpoint writes: page id, page kind, payload.
 #[derive(Debug)]
 pub struct PageWrite {
@@ -860,8 +1049,9 @@ pub struct PageWrite {
 pub struct Flushed {
     /// Dirty node identity -> where it goes.
     pub map: WrittenMap,
-    /// The dirty nodes in the order their pages were assigned (children before parents).
-    order: Vec<Arc<Node>>,
+    /// The dirty nodes and deltas in the order their pages were assigned (children before
+    /// parents).
+    order: Vec<Ptr>,
     /// How many of `order` are encoded.
     encoded: usize,
 }
@@ -916,9 +1106,9 @@ pub fn unreached(map: &WrittenMap, hit: &std::collections::HashSet<usize>) -> Ve
     out
 }
 
-/// Assigns pages to every dirty node below `root` (children before parents; overflow
-/// values of leaves to runs of pages) without encoding anything. `alloc(n)` returns the
-/// first page of `n` consecutive free pages. Returns the root's page.
+/// Assigns pages to every dirty node and delta below `root` (children before parents;
+/// overflow values of leaves to runs of pages) without encoding anything. `alloc(n)`
+/// returns the first page of `n` consecutive free pages. Returns the root's page.
 pub fn assign(
     root: &Child,
     limits: &TreeLimits,
@@ -927,6 +1117,22 @@ pub fn assign(
 ) -> u64 {
     match &root.ptr {
         Ptr::Clean(p) => *p,
+        Ptr::Delta(d) => {
+            if let Some(w) = out.map.get(&delta_id(d)) {
+                return w.page;
+            }
+            let page = alloc(1);
+            out.map.insert(
+                delta_id(d),
+                Written {
+                    page,
+                    node: None,
+                    new_runs: Vec::new(),
+                },
+            );
+            out.order.push(root.ptr.clone());
+            page
+        }
         Ptr::Dirty(arc) => {
             if let Some(w) = out.map.get(&node_id(arc)) {
                 return w.page;
@@ -954,31 +1160,35 @@ pub fn assign(
                     new_runs,
                 },
             );
-            out.order.push(arc.clone());
+            out.order.push(root.ptr.clone());
             page
         }
     }
 }
 
-/// Encodes the next assigned nodes, about `max_bytes` of pages (at least one node).
-/// Returns the pages to write (none once every node is encoded) and the clean nodes, by
-/// page, for the buffer pool; clean interior nodes are also kept in the map.
-pub fn encode_some(
+/// Encodes the next assigned nodes, about `max_bytes` of pages (at least one node); a
+/// delta is merged with its base page (read through `src`) first. Returns the pages to
+/// write (none once every node is encoded) and the clean nodes, by page, for the buffer
+/// pool; clean interior nodes are also kept in the map.
+pub async fn encode_some(
     out: &mut Flushed,
-    limits: &TreeLimits,
+    src: &dyn PageSource,
     max_bytes: usize,
-) -> (Vec<PageWrite>, Vec<(u64, Arc<Node>)>) {
+) -> Result<(Vec<PageWrite>, Vec<(u64, Arc<Node>)>)> {
+    let limits = *src.limits();
+    let limits = &limits;
     let mut writes = Vec::new();
     let mut clean_nodes = Vec::new();
     let mut bytes = 0;
     while out.encoded < out.order.len() && (writes.is_empty() || bytes < max_bytes) {
-        let arc = out.order[out.encoded].clone();
+        let ptr = out.order[out.encoded].clone();
         out.encoded += 1;
-        let id = node_id(&arc);
+        let Some(id) = ptr_id(&ptr) else { continue };
         let (page, runs) = match out.map.get(&id) {
             Some(w) => (w.page, w.new_runs.clone()),
             None => continue,
         };
+        let arc = load(src, &ptr).await?;
         match &*arc {
             Node::Leaf(l) => {
                 // Values too long for the leaf go to the runs assigned to them, in order.
@@ -1020,6 +1230,7 @@ pub fn encode_some(
                         ptr: Ptr::Clean(match &c.ptr {
                             Ptr::Clean(p) => *p,
                             Ptr::Dirty(n) => out.map[&node_id(n)].page,
+                            Ptr::Delta(d) => out.map[&delta_id(d)].page,
                         }),
                         count: c.count,
                     })
@@ -1052,45 +1263,87 @@ pub fn encode_some(
             }
         }
     }
-    (writes, clean_nodes)
+    Ok((writes, clean_nodes))
 }
 
 /// Replaces dirty nodes of the working tree that a checkpoint wrote by their pages.
-/// Records in `hit` the identities it replaced; nodes created after the checkpoint's
+/// Records in `hit` the identities it replaced, and in `freed` the base pages of the
+/// deltas it replaced (the tree no longer uses them); nodes created after the checkpoint's
 /// snapshot are kept dirty (copied if a snapshot shares them) and searched below.
-pub fn swizzle(child: &mut Child, map: &WrittenMap, hit: &mut std::collections::HashSet<usize>) {
+pub fn swizzle(
+    child: &mut Child,
+    map: &WrittenMap,
+    hit: &mut std::collections::HashSet<usize>,
+    freed: &mut Vec<(u64, u64)>,
+) {
+    if let Ptr::Delta(d) = &child.ptr {
+        if let Some(w) = map.get(&delta_id(d)) {
+            hit.insert(delta_id(d));
+            freed.push((d.base(), 1));
+            child.ptr = Ptr::Clean(w.page);
+        }
+        return;
+    }
     let Ptr::Dirty(arc) = &mut child.ptr else {
         return;
     };
     if let Some(w) = map.get(&node_id(arc)) {
         hit.insert(node_id(arc));
+        // The checkpoint wrote the whole subtree: the deltas in it too.
+        delta_bases(child, freed);
         child.ptr = Ptr::Clean(w.page);
         return;
     }
     let needs = match &**arc {
         Node::Interior(int) => int.children.iter().any(|c| match &c.ptr {
             Ptr::Dirty(n) => map.contains_key(&node_id(n)) || matches!(&**n, Node::Interior(_)),
+            Ptr::Delta(d) => map.contains_key(&delta_id(d)),
             Ptr::Clean(_) => false,
         }),
         Node::Leaf(_) => false,
     };
     if needs && let Node::Interior(int) = Arc::make_mut(arc) {
         for c in &mut int.children {
-            swizzle(c, map, hit);
+            swizzle(c, map, hit, freed);
         }
     }
 }
 
-/// Number of dirty nodes below (and including) `root`.
-pub fn dirty_nodes(root: &Child) -> u64 {
+/// Adds the base pages of the deltas below (and including) `root` to `out`.
+pub fn delta_bases(root: &Child, out: &mut Vec<(u64, u64)>) {
     match &root.ptr {
-        Ptr::Clean(_) => 0,
+        Ptr::Clean(_) => {}
+        Ptr::Delta(d) => out.push((d.base(), 1)),
         Ptr::Dirty(n) => {
-            1 + match &**n {
-                Node::Interior(int) => int.children.iter().map(dirty_nodes).sum(),
-                Node::Leaf(_) => 0,
+            if let Node::Interior(int) = &**n {
+                for c in &int.children {
+                    delta_bases(c, out);
+                }
             }
         }
+    }
+}
+
+/// Dirty memory below (and including) `root`, in nodes: the dirty nodes plus the deltas'
+/// bytes in pages of `page_size`, rounded up.
+pub fn dirty_nodes(root: &Child, page_size: usize) -> u64 {
+    let (nodes, delta_bytes) = dirty_parts(root);
+    nodes + delta_bytes.div_ceil(page_size as u64)
+}
+
+/// Dirty nodes, and bytes of deltas, below (and including) `root`.
+pub fn dirty_parts(root: &Child) -> (u64, u64) {
+    match &root.ptr {
+        Ptr::Clean(_) => (0, 0),
+        Ptr::Delta(d) => (0, d.memory() as u64),
+        Ptr::Dirty(n) => match &**n {
+            Node::Interior(int) => int
+                .children
+                .iter()
+                .map(dirty_parts)
+                .fold((1, 0), |(a, b), (c, d)| (a + c, b + d)),
+            Node::Leaf(_) => (1, 0),
+        },
     }
 }
 
@@ -1138,12 +1391,25 @@ pub async fn verify(src: &dyn PageSource, root: &Child) -> Result<TreeStats> {
     while let Some((ptr, lo, hi, count, depth, is_root)) = stack.pop() {
         let page = match ptr {
             Ptr::Clean(p) => Some(p),
-            Ptr::Dirty(_) => None,
+            Ptr::Dirty(_) | Ptr::Delta(_) => None,
         };
         if let Some(p) = page {
             stats.pages.push((p, 1));
         }
         let node = load(src, &ptr).await?;
+        if let Ptr::Delta(d) = &ptr {
+            // Its base page is in use until the delta is written or made whole.
+            stats.pages.push((d.base(), 1));
+            let Node::Leaf(merged) = &*node else {
+                unreachable!("a delta merges into a leaf")
+            };
+            if !d.agrees_with(merged) {
+                return Err(broken(
+                    Some(d.base()),
+                    "a leaf's changes in memory disagree with the leaf they make".into(),
+                ));
+            }
+        }
         let len = node.encoded_len();
         if len > limits.capacity {
             return Err(broken(

@@ -44,6 +44,9 @@ pub enum Ptr {
     Clean(u64),
     /// The node changed since the last checkpoint and lives only in memory.
     Dirty(Arc<Node>),
+    /// A leaf that changed since the last checkpoint by a few puts: the page it was read
+    /// from plus the new entries (see [`Delta`]). Reading it merges the two.
+    Delta(Arc<Delta>),
 }
 
 /// A child of an interior node (also used for the root): where it is, and how many entries
@@ -63,6 +66,164 @@ impl Child {
             ptr: Ptr::Dirty(Arc::new(Node::Leaf(Leaf::default()))),
             count: 0,
         }
+    }
+}
+
+/// A leaf changed by a few puts since the last checkpoint, kept as the page it was read from
+/// (`base`, still allocated: it is freed once the delta leaves the working tree) and the
+/// new entries, instead of as a copy of the whole leaf. A dirty leaf then takes a few
+/// hundred bytes instead of a page, so the dirty budget holds many more changes between
+/// checkpoints. Only puts of inline values whose merged leaf still fits a page are kept
+/// this way; any other change, or more than a few puts, makes the leaf whole.
+#[derive(Debug, Clone)]
+pub struct Delta {
+    base: u64,
+    /// Entries of the merged leaf.
+    count: u32,
+    /// Payload bytes of the merged leaf.
+    merged_len: u32,
+    /// The puts, each `key length (u16 LE) | value length (u32 LE) | key | value`; a
+    /// replaced put's bytes stay until the delta is merged.
+    data: Vec<u8>,
+    /// Where each live put starts in `data`, in key order.
+    index: Vec<u32>,
+}
+
+impl Delta {
+    /// A delta over the leaf `base_leaf` stored at page `base`, with no puts yet.
+    pub fn new(base: u64, base_leaf: &Leaf) -> Delta {
+        Delta {
+            base,
+            count: base_leaf.len() as u32,
+            merged_len: base_leaf.encoded_len() as u32,
+            data: Vec::new(),
+            index: Vec::new(),
+        }
+    }
+
+    /// The page the leaf was read from.
+    #[inline]
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Entries of the merged leaf.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// True if the merged leaf has no entries.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Payload bytes of the merged leaf.
+    #[inline]
+    pub fn encoded_len(&self) -> usize {
+        self.merged_len as usize
+    }
+
+    /// Number of puts held.
+    #[inline]
+    pub fn puts(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Bytes of puts held (replaced ones included).
+    #[inline]
+    pub fn data_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Bytes of memory the delta takes (for the dirty budget).
+    pub fn memory(&self) -> usize {
+        std::mem::size_of::<Delta>() + 32 + self.data.capacity() + 4 * self.index.capacity()
+    }
+
+    /// Put `i`'s key and value.
+    #[inline]
+    pub fn entry(&self, i: usize) -> (&[u8], &[u8]) {
+        let at = self.index[i] as usize;
+        let klen = rd16(&self.data, at);
+        let vlen = rd32(&self.data, at + 2);
+        let k = at + 6;
+        (
+            &self.data[k..k + klen],
+            &self.data[k + klen..k + klen + vlen],
+        )
+    }
+
+    /// `Ok(i)` if put `i` has `key`, else `Err(i)`: where it would go.
+    pub fn find(&self, key: &[u8]) -> Result<usize, usize> {
+        self.index.binary_search_by(|&at| {
+            let at = at as usize;
+            let klen = rd16(&self.data, at);
+            self.data[at + 6..at + 6 + klen].cmp(key)
+        })
+    }
+
+    /// The value a put gave `key`, if one did.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.find(key).ok().map(|i| self.entry(i).1)
+    }
+
+    /// Records a put of `key` at `at` (the answer of [`Delta::find`]); the merged leaf then
+    /// has `count` entries and takes `merged_len` bytes (the caller computed both against
+    /// the base leaf).
+    pub fn put(
+        &mut self,
+        at: Result<usize, usize>,
+        key: &[u8],
+        val: &[u8],
+        count: usize,
+        merged_len: usize,
+    ) {
+        let start = self.data.len() as u32;
+        self.data.reserve_exact(6 + key.len() + val.len());
+        self.data
+            .extend_from_slice(&(key.len() as u16).to_le_bytes());
+        self.data
+            .extend_from_slice(&(val.len() as u32).to_le_bytes());
+        self.data.extend_from_slice(key);
+        self.data.extend_from_slice(val);
+        match at {
+            Ok(i) => self.index[i] = start,
+            Err(i) => self.index.insert(i, start),
+        }
+        self.count = count as u32;
+        self.merged_len = merged_len as u32;
+    }
+
+    /// The whole leaf: `base_leaf` (the leaf stored at [`Delta::base`]) with the puts
+    /// applied.
+    pub fn merge(&self, base_leaf: &Leaf, limits: &TreeLimits) -> Leaf {
+        let mut l = base_leaf.clone();
+        for i in 0..self.index.len() {
+            let (k, v) = self.entry(i);
+            let val = Val::Inline(Bytes::copy_from_slice(v));
+            match l.find(k) {
+                Ok(j) => {
+                    l.replace(j, val, limits);
+                }
+                Err(j) => l.insert(j, k, val, limits),
+            }
+        }
+        l
+    }
+
+    /// Checks the puts are in strictly increasing key order and agree with `merged`, the
+    /// result of [`Delta::merge`]: for `verify`.
+    pub fn agrees_with(&self, merged: &Leaf) -> bool {
+        (1..self.index.len()).all(|i| self.entry(i - 1).0 < self.entry(i).0)
+            && merged.len() == self.len()
+            && merged.encoded_len() == self.encoded_len()
+            && (0..self.index.len()).all(|i| {
+                let (k, v) = self.entry(i);
+                matches!(merged.find(k), Ok(j) if merged.value(j) == ValRef::Inline(v))
+            })
     }
 }
 
@@ -866,7 +1027,7 @@ pub fn encode_node(node: &Node, out: &mut Vec<u8>) -> u8 {
                         page,
                         count: c.count,
                     },
-                    Ptr::Dirty(_) => panic!("encode_node: dirty child"),
+                    Ptr::Dirty(_) | Ptr::Delta(_) => panic!("encode_node: dirty child"),
                 })
                 .collect();
             let seps: Vec<&[u8]> = i.seps.iter().map(|s| &s[..]).collect();
