@@ -20,9 +20,11 @@ struct MemPages {
     limits: TreeLimits,
     pages: Mutex<HashMap<u64, Bytes>>,
     next: Mutex<u64>,
-    /// Every page the working tree stopped using (writes' freed runs and the base pages of
-    /// deltas a checkpoint wrote), to check none is freed twice or still reachable.
+    /// Every page the working tree stopped using (writes' freed runs, and released delta
+    /// base pages once no delta uses them), to check none is freed twice or still in use.
     freed: Mutex<Vec<u64>>,
+    /// Base pages of deltas that left the working tree, not yet checked against it.
+    released: Mutex<Vec<u64>>,
 }
 
 impl MemPages {
@@ -32,7 +34,14 @@ impl MemPages {
             pages: Mutex::new(HashMap::new()),
             next: Mutex::new(2),
             freed: Mutex::new(Vec::new()),
+            released: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Records what a write freed and released.
+    fn wrote(&self, ctx: &WriteCtx<'_>) {
+        self.free(&ctx.freed);
+        self.released.lock().unwrap().extend(&ctx.released);
     }
 
     fn free(&self, runs: &[(u64, u64)]) {
@@ -42,8 +51,21 @@ impl MemPages {
         }
     }
 
-    /// Checks no page was freed twice and the tree at `root` reaches none that was freed.
+    /// Frees the released base pages no delta of `root` uses (as the collection actor does
+    /// before a checkpoint), then checks no page was freed twice and the tree at `root`
+    /// reaches none that was freed.
     async fn check_freed(&self, root: &Child) {
+        let mut live = Vec::new();
+        tree::delta_bases(root, &mut live);
+        {
+            let mut released = self.released.lock().unwrap();
+            released.sort_unstable();
+            released.dedup();
+            let (kept, gone): (Vec<u64>, Vec<u64>) =
+                released.iter().partition(|p| live.contains(p));
+            *released = kept;
+            self.freed.lock().unwrap().extend(gone);
+        }
         let freed: HashSet<u64> = {
             let list = self.freed.lock().unwrap();
             let set: HashSet<u64> = list.iter().copied().collect();
@@ -56,15 +78,24 @@ impl MemPages {
                 assert!(!freed.contains(&q), "page {q} is freed but still in use");
             }
         }
+        for p in stats.delta_bases {
+            assert!(
+                !freed.contains(&p),
+                "base page {p} is freed but still in use"
+            );
+        }
     }
 
     /// Checks every page written is in use by the tree at `root` or freed (the checkpoints
     /// of this model swizzle every node they write, so nothing else holds a page).
     async fn check_no_leak(&self, root: &Child) {
         let mut known: HashSet<u64> = self.freed.lock().unwrap().iter().copied().collect();
-        for (p, n) in tree::verify(self, root).await.unwrap().pages {
+        known.extend(self.released.lock().unwrap().iter().copied());
+        let stats = tree::verify(self, root).await.unwrap();
+        for (p, n) in stats.pages {
             known.extend(p..p + n);
         }
+        known.extend(stats.delta_bases);
         let pages: Vec<u64> = self.pages.lock().unwrap().keys().copied().collect();
         for p in pages {
             assert!(known.contains(&p), "page {p} is neither in use nor freed");
@@ -111,7 +142,7 @@ impl MemPages {
         let mut hit = HashSet::new();
         let mut bases = Vec::new();
         tree::swizzle(working, &out.map, &mut hit, &mut bases);
-        self.free(&bases);
+        self.released.lock().unwrap().extend(bases);
     }
 }
 
@@ -237,7 +268,7 @@ async fn run(ops: Vec<Op>, page_size: usize) {
                 if let Some(old) = model_key(&model, k) {
                     let mut ctx = WriteCtx::new(&src);
                     let got = tree::remove(&mut ctx, &mut root, &old).await.unwrap();
-                    src.free(&ctx.freed);
+                    src.wrote(&ctx);
                     assert_eq!(
                         tree::value_bytes(&src, &got.unwrap()).await.unwrap(),
                         model.remove(&old).unwrap()
@@ -248,7 +279,7 @@ async fn run(ops: Vec<Op>, page_size: usize) {
                 let old = tree::insert(&mut ctx, &mut root, kk.clone(), Val::Inline(v.clone()))
                     .await
                     .unwrap();
-                src.free(&ctx.freed);
+                src.wrote(&ctx);
                 assert!(old.is_none());
                 model.insert(kk.clone(), v.clone());
                 // Replace in place too.
@@ -256,14 +287,14 @@ async fn run(ops: Vec<Op>, page_size: usize) {
                 let old = tree::insert(&mut ctx, &mut root, kk.clone(), Val::Inline(v.clone()))
                     .await
                     .unwrap();
-                src.free(&ctx.freed);
+                src.wrote(&ctx);
                 assert_eq!(tree::value_bytes(&src, &old.unwrap()).await.unwrap(), v);
             }
             Op::Remove(k) => {
                 let target = model_key(&model, k).unwrap_or_else(|| key(k, 0));
                 let mut ctx = WriteCtx::new(&src);
                 let got = tree::remove(&mut ctx, &mut root, &target).await.unwrap();
-                src.free(&ctx.freed);
+                src.wrote(&ctx);
                 let want = model.remove(&target);
                 match (got, want) {
                     (None, None) => assert!(ctx.freed.is_empty(), "a miss frees nothing"),
@@ -274,7 +305,7 @@ async fn run(ops: Vec<Op>, page_size: usize) {
             Op::Checkpoint => {
                 let snap = root.clone();
                 src.checkpoint(&snap, &mut root).await;
-                assert_eq!(tree::dirty_parts(&root), (0, 0));
+                assert_eq!(tree::dirty_parts(&root, 4096), (0, 0));
                 src.check_freed(&root).await;
             }
             Op::Snapshot => snapshots.push((root.clone(), model.clone())),
@@ -467,7 +498,7 @@ fn puts_after_a_checkpoint_stay_small() {
                 .unwrap();
             // Only interior pages on the path are freed, not the leaf's.
             freed += ctx.freed.len();
-            src.free(&ctx.freed);
+            src.wrote(&ctx);
             let want = model.insert(k, v);
             assert_eq!(
                 old.map(|o| match o {
@@ -477,13 +508,11 @@ fn puts_after_a_checkpoint_stay_small() {
                 want
             );
         }
-        let (nodes, delta_bytes) = tree::dirty_parts(&root);
+        let (nodes, delta_bytes) = tree::dirty_parts(&root, 4096);
         assert!(nodes < leaves / 10, "{nodes} dirty nodes for 200 puts");
         assert_eq!(freed as u64, nodes, "the dirty interior nodes' pages");
-        assert!(
-            delta_bytes > 0 && delta_bytes < 200 * 1024,
-            "{delta_bytes} bytes of deltas"
-        );
+        // 200 deltas of one put each, in 200 leaves: each counts a quarter page.
+        assert_eq!(delta_bytes, 200 * 1024, "what the deltas count");
         check_all(&src, &root, &model).await;
         for (k, v) in model.iter().step_by(97) {
             let got = tree::get(&src, &root, k).await.unwrap().unwrap();
@@ -493,7 +522,26 @@ fn puts_after_a_checkpoint_stay_small() {
         assert_eq!(before.count, 20_000);
         let k = Bytes::from(1u32.to_be_bytes().to_vec());
         assert!(tree::get(&src, &before, &k).await.unwrap().is_none());
-        // A removal in a delta's leaf makes it whole and frees the base page.
+        // Puts that overfill a leaf split it into two deltas over the same page.
+        for i in 6_000u32..6_040 {
+            let k = Bytes::from((i * 2 + 1).to_be_bytes().to_vec());
+            let v = value(9, 100);
+            let mut ctx = WriteCtx::new(&src);
+            tree::insert(&mut ctx, &mut root, k.clone(), Val::Inline(v.clone()))
+                .await
+                .unwrap();
+            src.wrote(&ctx);
+            model.insert(k, v);
+        }
+        let mut bases = Vec::new();
+        tree::delta_bases(&root, &mut bases);
+        let n = bases.len();
+        bases.sort_unstable();
+        bases.dedup();
+        assert!(bases.len() < n, "no two deltas share a base page");
+        check_all(&src, &root, &model).await;
+        src.check_freed(&root).await;
+        // A removal in a delta's leaf makes it whole and releases the base page.
         let k = Bytes::from(2u32.to_be_bytes().to_vec());
         let mut ctx = WriteCtx::new(&src);
         assert!(
@@ -503,12 +551,12 @@ fn puts_after_a_checkpoint_stay_small() {
                 .is_some()
         );
         model.remove(&k);
-        assert!(!ctx.freed.is_empty());
-        src.free(&ctx.freed);
+        assert!(!ctx.released.is_empty());
+        src.wrote(&ctx);
         check_all(&src, &root, &model).await;
         let snap = root.clone();
         src.checkpoint(&snap, &mut root).await;
-        assert_eq!(tree::dirty_parts(&root), (0, 0));
+        assert_eq!(tree::dirty_parts(&root, 4096), (0, 0));
         check_all(&src, &root, &model).await;
         src.check_freed(&root).await;
         src.check_no_leak(&root).await;

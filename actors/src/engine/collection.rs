@@ -264,6 +264,7 @@ pub(crate) struct BulkState {
     /// The working tree before it, for a rollback.
     saved_root: Child,
     saved_freed: usize,
+    saved_released: usize,
     /// Pages written by spills: first page -> count.
     spilled: HashMap<u64, u64>,
     /// The first failure of a part: the bulk write can only be rolled back.
@@ -283,6 +284,10 @@ pub(crate) struct CollActor {
     pub(crate) seq: u64,
     /// Runs no longer referenced from version `tag` on.
     pub(crate) freed: Vec<(u64, (u64, u64))>,
+    /// Base pages of deltas that left the working tree from version `tag` on (see
+    /// `tree::WriteCtx::released`): freed by [`CollActor::resolve_released`] once no delta
+    /// of the working tree uses them.
+    pub(crate) released: Vec<(u64, u64)>,
     pub(crate) dirty: u64,
     /// Bytes of deltas made since `dirty` last counted them (below one page's worth).
     pub(crate) delta_carry: u64,
@@ -431,11 +436,12 @@ impl CollActor {
                 .iter()
                 .any(|o| matches!(o, Op::InsertAt(..) | Op::SetAt(..)));
         let saved = undo.then(|| self.working.clone());
-        let (freed_len, log_len) = (self.freed.len(), log.len());
+        let (freed_len, released_len, log_len) = (self.freed.len(), self.released.len(), log.len());
         match self.apply_inner(ops, log, true).await {
             Ok(r) => Ok(r),
             Err(e) => {
                 self.freed.truncate(freed_len);
+                self.released.truncate(released_len);
                 log.truncate(log_len);
                 match saved {
                     Some(root) => self.working = root,
@@ -493,6 +499,7 @@ impl CollActor {
                     if self.working.count > 0 || !matches!(self.working.ptr, tree::Ptr::Dirty(_)) {
                         let stats = tree::verify(src, &self.working).await?;
                         ctx.freed.extend(stats.pages);
+                        ctx.released.extend(stats.delta_bases);
                         self.working = Child::empty();
                         log.push((3, Bytes::new(), Bytes::new()));
                     }
@@ -610,6 +617,8 @@ impl CollActor {
         self.dirty += added;
         self.engine.add_dirty(added);
         self.freed.extend(ctx.freed.into_iter().map(|r| (tag, r)));
+        self.released
+            .extend(ctx.released.into_iter().map(|p| (tag, p)));
         Ok(results)
     }
 
@@ -913,6 +922,7 @@ impl CollActor {
         self.bulk = Some(BulkState {
             saved_root: self.working.clone(),
             saved_freed: self.freed.len(),
+            saved_released: self.released.len(),
             spilled: HashMap::new(),
             failed: None,
             staged: Vec::new(),
@@ -1134,6 +1144,7 @@ impl CollActor {
             other => {
                 self.working = state.saved_root;
                 self.freed.truncate(state.saved_freed);
+                self.released.truncate(state.saved_released);
                 let mut alloc = self.engine.lock_alloc();
                 for (p, n) in state.spilled {
                     for q in p..p + n {
@@ -1171,6 +1182,7 @@ impl CollActor {
         // log's durable LSN can still be below that record.
         let last_logged = self.shared.published.load().lsn;
         let version = self.working_version(last_logged);
+        self.resolve_released();
         let freed: Vec<(u64, u64)> = {
             let seq = self.seq;
             let (now, later): (Vec<_>, Vec<_>) = self.freed.drain(..).partition(|(t, _)| *t <= seq);
@@ -1211,12 +1223,12 @@ impl CollActor {
         self.engine.pages.write_flushed(&mut out, 0, false).await?;
         // Only the working tree: the published version must not point at spilled pages,
         // which a failed bulk write releases at once. The base pages of the deltas written
-        // are freed from the version the bulk write publishes (a rollback forgets this).
+        // are released (a rollback forgets this).
         let mut hit = HashSet::new();
         let mut bases = Vec::new();
         tree::swizzle(&mut self.working, &out.map, &mut hit, &mut bases);
         let tag = self.seq + 1;
-        self.freed.extend(bases.into_iter().map(|r| (tag, r)));
+        self.released.extend(bases.into_iter().map(|p| (tag, p)));
         self.recount_dirty();
         drop(out);
         persistx_io::bufs::trim_allocator();
@@ -1256,6 +1268,8 @@ impl CollActor {
         self.seq += 1;
         let tag = self.seq;
         self.freed.extend(ctx.freed.into_iter().map(|r| (tag, r)));
+        self.released
+            .extend(ctx.released.into_iter().map(|p| (tag, p)));
         self.recount_dirty();
         let lsn = self.shared.published.load().lsn;
         self.shared.publish(self.working_version(lsn));
@@ -1284,12 +1298,12 @@ impl CollActor {
         tree::swizzle(&mut self.working, map, &mut hit, &mut bases);
         self.recount_dirty();
         // Written pages the working tree no longer uses, and the base pages of the deltas
-        // it wrote: the working tree is version `self.seq`, and every version that used
-        // them was made before the next checkpoint, which frees them for its epoch.
+        // written: the working tree is version `self.seq`, so from that version on.
         let tag = self.seq;
-        for run in tree::unreached(map, &hit).into_iter().chain(bases) {
+        for run in tree::unreached(map, &hit) {
             self.freed.push((tag, run));
         }
+        self.released.extend(bases.into_iter().map(|p| (tag, p)));
         let cur = self.shared.published.load_full();
         let root = if cur.seq == self.seq {
             // The published version is the working tree's state: publish the swizzled
@@ -1323,7 +1337,35 @@ impl CollActor {
         });
     }
 
+    /// Frees the released base pages no delta of the working tree uses any more, from the
+    /// version of their last release on: the last delta using such a page left then (no
+    /// delta over it can appear later), so that is the first version that does not use it.
+    /// A checkpoint whose version is older still references it (as a delta's base page: it
+    /// counts it free on disk) and leaves it for the next one.
+    fn resolve_released(&mut self) {
+        if self.released.is_empty() {
+            return;
+        }
+        let mut live = Vec::new();
+        tree::delta_bases(&self.working, &mut live);
+        let live: HashSet<u64> = live.into_iter().collect();
+        // By page, the last release first.
+        self.released
+            .sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+        self.released.dedup_by_key(|r| r.1);
+        let mut kept = Vec::new();
+        for (tag, p) in std::mem::take(&mut self.released) {
+            if live.contains(&p) {
+                kept.push((tag, p));
+            } else {
+                self.freed.push((tag, (p, 1)));
+            }
+        }
+        self.released = kept;
+    }
+
     fn freeze(&mut self) -> Frozen {
+        self.resolve_released();
         let (version, lsn) = if self.shared.pending.load(Ordering::Acquire) == 0 {
             // Everything this collection logged is published; any later record gets an LSN
             // above the log's durable LSN.
@@ -1450,7 +1492,18 @@ impl Actor for CollActor {
                 self.swizzle(&map);
                 reply.send(());
             }
-            CollMsg::Held { reply } => reply.send(self.freed.iter().map(|(_, r)| *r).collect()),
+            CollMsg::Held { reply } => {
+                let mut released: Vec<u64> = self.released.iter().map(|r| r.1).collect();
+                released.sort_unstable();
+                released.dedup();
+                reply.send(
+                    self.freed
+                        .iter()
+                        .map(|(_, r)| *r)
+                        .chain(released.into_iter().map(|p| (p, 1)))
+                        .collect(),
+                )
+            }
             CollMsg::Relocate {
                 above,
                 values,

@@ -404,7 +404,7 @@ impl EngineInner {
             // references them, so its free list counts them free, while in memory they
             // stay in use until the working trees drop them (then they are freed as any
             // page, at a later checkpoint).
-            let mut limbo: Vec<(u64, u64)> = Vec::new();
+            let mut limbo: Vec<u64> = Vec::new();
             for (info, f) in &frozen {
                 let mut out = tree::Flushed::default();
                 let root =
@@ -423,6 +423,10 @@ impl EngineInner {
                 freed.extend(f.freed.iter().copied());
                 tree::delta_bases(&f.version.root, &mut limbo);
             }
+            // Two deltas can share a base page.
+            limbo.sort_unstable();
+            limbo.dedup();
+            let limbo_runs: Vec<(u64, u64)> = limbo.iter().map(|&p| (p, 1)).collect();
             let mut writes = Vec::new();
             let mut meta_runs = Vec::new();
             let mut cat_pages = catalog::encode_catalog(&entries, limits.capacity);
@@ -435,7 +439,7 @@ impl EngineInner {
             // removes a run, never adds one, so this ends after a round or two.
             let mut free_ids: Vec<u64> = Vec::new();
             let free_runs = loop {
-                let runs = alloc.persisted_free_with(&limbo);
+                let runs = alloc.persisted_free_with(&limbo_runs);
                 let need = catalog::freelist_pages(runs.len(), limits.capacity);
                 if free_ids.len() >= need {
                     break runs;
@@ -1213,6 +1217,7 @@ impl Engine {
             lsn: u64,
             ckpt_lsn: u64,
             freed: Vec<(u64, u64)>,
+            released: Vec<(u64, u64)>,
         }
         let mut colls: HashMap<u32, Rebuilt> = HashMap::new();
         let mut next_id = 1;
@@ -1240,6 +1245,7 @@ impl Engine {
                     lsn: e.checkpoint_lsn,
                     ckpt_lsn: e.checkpoint_lsn,
                     freed: Vec::new(),
+                    released: Vec::new(),
                 },
             );
         }
@@ -1280,6 +1286,7 @@ impl Engine {
                             lsn: *lsn,
                             ckpt_lsn: 0,
                             freed: Vec::new(),
+                            released: Vec::new(),
                         },
                     );
                 }
@@ -1308,11 +1315,13 @@ impl Engine {
                             RecordOp::Clear => {
                                 let stats = tree::verify(&*pages, &c.root).await?;
                                 ctx.freed.extend(stats.pages);
+                                ctx.released.extend(stats.delta_bases);
                                 c.root = Child::empty();
                             }
                         }
                     }
                     c.freed.append(&mut ctx.freed);
+                    c.released.extend(ctx.released.drain(..).map(|p| (0, p)));
                     c.lsn = *lsn;
                 }
             }
@@ -1334,8 +1343,14 @@ impl Engine {
                     _epoch: epoch.clone(),
                     pinned: Default::default(),
                 };
-                let entry =
-                    spawn_collection(&inner, c.info.clone(), version, c.root, c.freed, dirty);
+                let entry = spawn_collection(
+                    &inner,
+                    c.info.clone(),
+                    version,
+                    c.root,
+                    (c.freed, c.released),
+                    dirty,
+                );
                 registry.by_name.insert(c.info.name.clone(), entry);
             }
         }
@@ -1414,7 +1429,14 @@ impl Engine {
             _epoch: self.inner.epoch.load_full(),
             pinned: Default::default(),
         };
-        let entry = spawn_collection(&self.inner, info, version, root, Vec::new(), 1);
+        let entry = spawn_collection(
+            &self.inner,
+            info,
+            version,
+            root,
+            (Vec::new(), Vec::new()),
+            1,
+        );
         let c = Collection {
             shared: entry.shared.clone(),
             actor: entry.actor.clone(),
@@ -1584,6 +1606,9 @@ impl Engine {
             for &(p, n) in &stats.pages {
                 used.push((p, n, name.clone()));
             }
+            for &p in &stats.delta_bases {
+                used.push((p, 1, format!("{name} (a changed leaf's base page)")));
+            }
             report.collections.push((name, stats));
         }
         let (free, end) = {
@@ -1718,12 +1743,16 @@ async fn close_inner(inner: &Arc<EngineInner>) -> Result<()> {
     vacuumed.and(result).and(closed)
 }
 
+/// What a recovered working tree stopped using: freed page runs, and released delta base
+/// pages (with the version that released them; see `CollActor::released`).
+type Unused = (Vec<(u64, u64)>, Vec<(u64, u64)>);
+
 fn spawn_collection(
     inner: &Arc<EngineInner>,
     info: CollectionInfo,
     version: Version,
     working: Child,
-    freed: Vec<(u64, u64)>,
+    (freed, released): Unused,
     dirty: u64,
 ) -> CollEntry {
     let shared = Arc::new(CollShared::new(info.clone(), version));
@@ -1733,6 +1762,7 @@ fn spawn_collection(
         working,
         seq: 0,
         freed: freed.into_iter().map(|r| (0, r)).collect(),
+        released,
         dirty,
         delta_carry: 0,
         bulk: None,

@@ -70,14 +70,21 @@ impl Child {
 }
 
 /// A leaf changed by a few puts since the last checkpoint, kept as the page it was read from
-/// (`base`, still allocated: it is freed once the delta leaves the working tree) and the
-/// new entries, instead of as a copy of the whole leaf. A dirty leaf then takes a few
-/// hundred bytes instead of a page, so the dirty budget holds many more changes between
-/// checkpoints. Only puts of inline values whose merged leaf still fits a page are kept
-/// this way; any other change, or more than a few puts, makes the leaf whole.
+/// (`base`) and the new entries, instead of as a copy of the whole leaf. A dirty leaf then
+/// takes a few hundred bytes instead of a page, so the dirty budget holds many more changes
+/// between checkpoints. Only puts of inline values are kept this way; a put that overfills
+/// the leaf splits it into two deltas over the same base page, each owning the base's
+/// entries in its key range (`lo <= key < hi`). Any other change, or more than a few puts,
+/// makes the leaf whole.
+///
+/// The base page stays allocated while a delta of the working tree uses it (see
+/// `tree::WriteCtx::released`).
 #[derive(Debug, Clone)]
 pub struct Delta {
     base: u64,
+    /// The base entries this leaf owns: `lo <= key < hi` (`None`: unbounded).
+    lo: Option<Bytes>,
+    hi: Option<Bytes>,
     /// Entries of the merged leaf.
     count: u32,
     /// Payload bytes of the merged leaf.
@@ -89,11 +96,22 @@ pub struct Delta {
     index: Vec<u32>,
 }
 
+/// Where an entry of a delta's merged leaf comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// Entry `j` of the base leaf.
+    Base(usize),
+    /// Put `i`.
+    Put(usize),
+}
+
 impl Delta {
     /// A delta over the leaf `base_leaf` stored at page `base`, with no puts yet.
     pub fn new(base: u64, base_leaf: &Leaf) -> Delta {
         Delta {
             base,
+            lo: None,
+            hi: None,
             count: base_leaf.len() as u32,
             merged_len: base_leaf.encoded_len() as u32,
             data: Vec::new(),
@@ -105,6 +123,23 @@ impl Delta {
     #[inline]
     pub fn base(&self) -> u64 {
         self.base
+    }
+
+    /// True if `key` is in the key range whose base entries this delta owns.
+    #[inline]
+    pub fn covers(&self, key: &[u8]) -> bool {
+        self.lo.as_ref().is_none_or(|l| key >= &l[..])
+            && self.hi.as_ref().is_none_or(|h| key < &h[..])
+    }
+
+    /// The base entries this delta owns: indexes `start..end` of `base_leaf`.
+    fn base_range(&self, base_leaf: &Leaf) -> (usize, usize) {
+        let start = self.lo.as_ref().map_or(0, |l| base_leaf.rank(l, false));
+        let end = self
+            .hi
+            .as_ref()
+            .map_or(base_leaf.len(), |h| base_leaf.rank(h, false));
+        (start, end.max(start))
     }
 
     /// Entries of the merged leaf.
@@ -139,7 +174,12 @@ impl Delta {
 
     /// Bytes of memory the delta takes (for the dirty budget).
     pub fn memory(&self) -> usize {
-        std::mem::size_of::<Delta>() + 32 + self.data.capacity() + 4 * self.index.capacity()
+        std::mem::size_of::<Delta>()
+            + 32
+            + self.data.capacity()
+            + 4 * self.index.capacity()
+            + self.lo.as_ref().map_or(0, |b| b.len() + 32)
+            + self.hi.as_ref().map_or(0, |b| b.len() + 32)
     }
 
     /// Put `i`'s key and value.
@@ -181,14 +221,7 @@ impl Delta {
         count: usize,
         merged_len: usize,
     ) {
-        let start = self.data.len() as u32;
-        self.data.reserve_exact(6 + key.len() + val.len());
-        self.data
-            .extend_from_slice(&(key.len() as u16).to_le_bytes());
-        self.data
-            .extend_from_slice(&(val.len() as u32).to_le_bytes());
-        self.data.extend_from_slice(key);
-        self.data.extend_from_slice(val);
+        let start = self.push_data(key, val);
         match at {
             Ok(i) => self.index[i] = start,
             Err(i) => self.index.insert(i, start),
@@ -197,27 +230,115 @@ impl Delta {
         self.merged_len = merged_len as u32;
     }
 
-    /// The whole leaf: `base_leaf` (the leaf stored at [`Delta::base`]) with the puts
-    /// applied.
-    pub fn merge(&self, base_leaf: &Leaf, limits: &TreeLimits) -> Leaf {
-        let mut l = base_leaf.clone();
+    fn push_data(&mut self, key: &[u8], val: &[u8]) -> u32 {
+        let start = self.data.len() as u32;
+        self.data.reserve_exact(6 + key.len() + val.len());
+        self.data
+            .extend_from_slice(&(key.len() as u16).to_le_bytes());
+        self.data
+            .extend_from_slice(&(val.len() as u32).to_le_bytes());
+        self.data.extend_from_slice(key);
+        self.data.extend_from_slice(val);
+        start
+    }
+
+    /// The merged leaf's entries in key order: where each comes from, its key and its
+    /// size on a page.
+    fn merged<'a>(&'a self, base_leaf: &'a Leaf) -> Vec<(Source, &'a [u8], usize)> {
+        let (start, end) = self.base_range(base_leaf);
+        let mut out = Vec::with_capacity(end - start + self.index.len());
+        let mut j = start;
         for i in 0..self.index.len() {
             let (k, v) = self.entry(i);
-            let val = Val::Inline(Bytes::copy_from_slice(v));
-            match l.find(k) {
-                Ok(j) => {
-                    l.replace(j, val, limits);
+            while j < end && base_leaf.key(j) < k {
+                out.push((Source::Base(j), base_leaf.key(j), base_leaf.entry_len(j)));
+                j += 1;
+            }
+            if j < end && base_leaf.key(j) == k {
+                j += 1;
+            }
+            out.push((Source::Put(i), k, 7 + k.len() + v.len()));
+        }
+        for j in j..end {
+            out.push((Source::Base(j), base_leaf.key(j), base_leaf.entry_len(j)));
+        }
+        out
+    }
+
+    /// The sizes on a page of the merged leaf's entries, in key order, and the position
+    /// of `key` among them (if present).
+    pub fn merged_sizes(&self, base_leaf: &Leaf, key: &[u8]) -> (Vec<usize>, Option<usize>) {
+        let m = self.merged(base_leaf);
+        let at = m.iter().position(|(_, k, _)| *k == key);
+        (m.into_iter().map(|(_, _, s)| s).collect(), at)
+    }
+
+    /// Splits the merged leaf before its entry `k` (`0 < k < len`) into two deltas over the
+    /// same base page; returns them and the separator (the right one's first key).
+    pub fn split_at(&self, base_leaf: &Leaf, k: usize) -> (Delta, Bytes, Delta) {
+        let m = self.merged(base_leaf);
+        debug_assert!(k > 0 && k < m.len());
+        let sep = Bytes::copy_from_slice(m[k].1);
+        let half = |part: &[(Source, &[u8], usize)], lo: Option<Bytes>, hi: Option<Bytes>| {
+            let mut d = Delta {
+                base: self.base,
+                lo,
+                hi,
+                count: part.len() as u32,
+                merged_len: (4 + part.iter().map(|e| e.2).sum::<usize>()) as u32,
+                data: Vec::new(),
+                index: Vec::new(),
+            };
+            for (from, _, _) in part {
+                if let Source::Put(i) = from {
+                    let (key, val) = self.entry(*i);
+                    let at = d.push_data(key, val);
+                    d.index.push(at);
                 }
-                Err(j) => l.insert(j, k, val, limits),
+            }
+            d
+        };
+        let left = half(&m[..k], self.lo.clone(), Some(sep.clone()));
+        let right = half(&m[k..], Some(sep.clone()), self.hi.clone());
+        (left, sep, right)
+    }
+
+    /// The whole leaf: the entries this delta owns of `base_leaf` (the leaf stored at
+    /// [`Delta::base`]) with the puts applied.
+    pub fn merge(&self, base_leaf: &Leaf, limits: &TreeLimits) -> Leaf {
+        if self.lo.is_none() && self.hi.is_none() {
+            let mut l = base_leaf.clone();
+            for i in 0..self.index.len() {
+                let (k, v) = self.entry(i);
+                let val = Val::Inline(Bytes::copy_from_slice(v));
+                match l.find(k) {
+                    Ok(j) => {
+                        l.replace(j, val, limits);
+                    }
+                    Err(j) => l.insert(j, k, val, limits),
+                }
+            }
+            return l;
+        }
+        let mut l = Leaf::with_capacity(self.merged_len as usize + SLACK);
+        for (from, k, _) in self.merged(base_leaf) {
+            match from {
+                Source::Base(j) => l.push_entry(base_leaf, j),
+                Source::Put(i) => {
+                    let v = self.entry(i).1;
+                    l.push(k, Val::Inline(Bytes::copy_from_slice(v)), limits);
+                }
             }
         }
         l
     }
 
-    /// Checks the puts are in strictly increasing key order and agree with `merged`, the
-    /// result of [`Delta::merge`]: for `verify`.
+    /// Checks the puts are in strictly increasing key order inside the delta's range and
+    /// agree with `merged`, the result of [`Delta::merge`]: for `verify`.
     pub fn agrees_with(&self, merged: &Leaf) -> bool {
         (1..self.index.len()).all(|i| self.entry(i - 1).0 < self.entry(i).0)
+            && (0..self.index.len()).all(|i| self.covers(self.entry(i).0))
+            && (0..merged.len()).all(|j| self.covers(merged.key(j)))
             && merged.len() == self.len()
             && merged.encoded_len() == self.encoded_len()
             && (0..self.index.len()).all(|i| {
