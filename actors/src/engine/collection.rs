@@ -1305,27 +1305,30 @@ impl CollActor {
         }
         self.released.extend(bases.into_iter().map(|p| (tag, p)));
         let cur = self.shared.published.load_full();
-        let root = if cur.seq == self.seq {
+        let (root, epoch) = if cur.seq == self.seq {
             // The published version is the working tree's state: publish the swizzled
             // working tree itself. Swizzling a copy would give the two trees different
             // node identities; the next checkpoint (which flushes the published version
             // and matches written nodes by identity) would then not clean the working
             // tree's copies, and would count the pages it wrote for the published ones as
             // unreached and free them while the published version still used them.
-            self.working.clone()
+            (self.working.clone(), self.engine.epoch.load_full())
         } else {
             // An older version (a bulk write about to publish its own): swizzled as well,
-            // for readers until then; the pages only it reaches stay held by its epoch.
+            // for readers until then. It keeps the older version's epoch: the pages only it
+            // reaches (those the bulk write replaced, the base pages of its deltas) were
+            // freed by this checkpoint for the epoch before it, and a reader that loads the
+            // copy must hold that epoch, not the new one.
             let mut root = cur.root.clone();
             // (Only the working tree's swizzle frees delta bases.)
             tree::swizzle(&mut root, map, &mut HashSet::new(), &mut Vec::new());
-            root
+            (root, cur._epoch.clone())
         };
         let v = Arc::new(Version {
             root,
             lsn: cur.lsn,
             seq: cur.seq,
-            _epoch: self.engine.epoch.load_full(),
+            _epoch: epoch,
             pinned: Default::default(),
         });
         self.shared.published.rcu(|now| {

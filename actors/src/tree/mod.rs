@@ -200,6 +200,9 @@ async fn delta_insert(
     let limits = *ctx.src.limits();
     let entry = 7 + key.len() + val.len();
     let grows = 6 + key.len() + val.len();
+    if grows > limits.capacity / 4 {
+        return Ok(None);
+    }
     let (page, prev) = match &child.ptr {
         Ptr::Dirty(_) => return Ok(None),
         Ptr::Clean(p) => (*p, None),
