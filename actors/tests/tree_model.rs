@@ -305,7 +305,7 @@ async fn run(ops: Vec<Op>, page_size: usize) {
             Op::Checkpoint => {
                 let snap = root.clone();
                 src.checkpoint(&snap, &mut root).await;
-                assert_eq!(tree::dirty_parts(&root, 4096), (0, 0));
+                assert_eq!(tree::dirty_parts(&root, 4096), tree::Dirty::default());
                 src.check_freed(&root).await;
             }
             Op::Snapshot => snapshots.push((root.clone(), model.clone())),
@@ -508,11 +508,15 @@ fn puts_after_a_checkpoint_stay_small() {
                 want
             );
         }
-        let (nodes, delta_bytes) = tree::dirty_parts(&root, 4096);
+        let dirty = tree::dirty_parts(&root, 4096);
+        assert_eq!(dirty.leaves, 0, "no leaf made whole");
+        let nodes = dirty.interiors;
         assert!(nodes < leaves / 10, "{nodes} dirty nodes for 200 puts");
         assert_eq!(freed as u64, nodes, "the dirty interior nodes' pages");
         // 200 deltas of one put each, in 200 leaves: each counts a quarter page.
-        assert_eq!(delta_bytes, 200 * 1024, "what the deltas count");
+        assert_eq!(dirty.delta_bytes, 200 * 1024, "what the deltas count");
+        // Interior nodes count their memory: a few bytes per child beside the keys.
+        assert!(dirty.interior_bytes >= nodes * 4096 && dirty.interior_bytes < nodes * 4096 * 2);
         check_all(&src, &root, &model).await;
         for (k, v) in model.iter().step_by(97) {
             let got = tree::get(&src, &root, k).await.unwrap().unwrap();
@@ -556,7 +560,7 @@ fn puts_after_a_checkpoint_stay_small() {
         check_all(&src, &root, &model).await;
         let snap = root.clone();
         src.checkpoint(&snap, &mut root).await;
-        assert_eq!(tree::dirty_parts(&root, 4096), (0, 0));
+        assert_eq!(tree::dirty_parts(&root, 4096), tree::Dirty::default());
         check_all(&src, &root, &model).await;
         src.check_freed(&root).await;
         src.check_no_leak(&root).await;

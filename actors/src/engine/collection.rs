@@ -289,8 +289,9 @@ pub(crate) struct CollActor {
     /// of the working tree uses them.
     pub(crate) released: Vec<(u64, u64)>,
     pub(crate) dirty: u64,
-    /// Bytes of deltas made since `dirty` last counted them (below one page's worth).
-    pub(crate) delta_carry: u64,
+    /// Bytes charged (deltas, interior nodes made dirty) since `dirty` last counted them
+    /// (below one page's worth).
+    pub(crate) charge_carry: u64,
     /// The bulk write in progress, if any.
     pub(crate) bulk: Option<BulkState>,
     /// Writes that arrived during a bulk write.
@@ -412,7 +413,7 @@ impl CollActor {
     fn recount_dirty(&mut self) {
         let before = self.dirty;
         self.dirty = tree::dirty_nodes(&self.working, self.engine.pages.limits().page_size);
-        self.delta_carry = 0;
+        self.charge_carry = 0;
         if self.dirty >= before {
             self.engine.add_dirty(self.dirty - before);
         } else {
@@ -611,8 +612,8 @@ impl CollActor {
         }
         // Deltas count by their bytes, in whole pages.
         let page = limits.page_size as u64;
-        let carry = self.delta_carry + ctx.delta_bytes;
-        self.delta_carry = carry % page;
+        let carry = self.charge_carry + ctx.charged_bytes;
+        self.charge_carry = carry % page;
         let added = ctx.dirtied + carry / page;
         self.dirty += added;
         self.engine.add_dirty(added);

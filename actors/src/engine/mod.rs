@@ -1764,7 +1764,7 @@ fn spawn_collection(
         freed: freed.into_iter().map(|r| (0, r)).collect(),
         released,
         dirty,
-        delta_carry: 0,
+        charge_carry: 0,
         bulk: None,
         deferred: Vec::new(),
         open: None,

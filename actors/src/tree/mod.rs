@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 pub use cursor::Cursor;
-pub use node::{Child, Delta, Interior, Leaf, Node, Ptr, TreeLimits, Val, ValRef};
+pub use node::{Child, Delta, Interior, Leaf, Node, Ptr, Seps, TreeLimits, Val, ValRef};
 
 use crate::error::Result;
 
@@ -105,9 +105,10 @@ pub struct WriteCtx<'a> {
     /// Whether puts into clean leaves may be kept as [`Delta`]s (off for bulk writes, whose
     /// sorted puts fill each leaf they touch).
     pub deltas: bool,
-    /// What new or grown deltas count against the dirty budget, in bytes (see
-    /// `delta_charge`).
-    pub delta_bytes: u64,
+    /// What new or grown deltas (see `delta_charge`) and interior nodes made dirty (their
+    /// memory beyond the page `dirtied` counts, see [`Dirty`]) count against the dirty
+    /// budget, in bytes.
+    pub charged_bytes: u64,
     /// Base pages of deltas that left the working tree (made whole). Two deltas can share
     /// a base page (a split), so the page is free only once no delta of the working tree
     /// uses it: the owner of the tree checks that (see [`delta_bases`]) before freeing.
@@ -122,7 +123,7 @@ impl<'a> WriteCtx<'a> {
             freed: Vec::new(),
             dirtied: 0,
             deltas: true,
-            delta_bytes: 0,
+            charged_bytes: 0,
             released: Vec::new(),
         }
     }
@@ -149,6 +150,11 @@ async fn make_dirty<'c>(ctx: &mut WriteCtx<'_>, child: &'c mut Child) -> Result<
             let node = ctx.src.node(page).await?;
             ctx.freed.push((page, 1));
             ctx.dirtied += 1;
+            if let Node::Interior(int) = &*node {
+                // Its memory beyond the page `dirtied` counts (see [`Dirty`]).
+                let page = ctx.src.limits().page_size;
+                ctx.charged_bytes += int.memory().saturating_sub(page) as u64;
+            }
             child.ptr = Ptr::Dirty(node);
         }
         Ptr::Delta(d) => {
@@ -264,10 +270,10 @@ async fn delta_insert(
             let before = delta_charge(held, &limits);
             let m = Arc::make_mut(held);
             m.put(at, key, val, count, len);
-            ctx.delta_bytes += delta_charge(m, &limits).saturating_sub(before);
+            ctx.charged_bytes += delta_charge(m, &limits).saturating_sub(before);
         } else {
             Arc::make_mut(&mut d).put(at, key, val, count, len);
-            ctx.delta_bytes += delta_charge(&d, &limits);
+            ctx.charged_bytes += delta_charge(&d, &limits);
             child.ptr = Ptr::Delta(d);
         }
         return Ok(Some(Inserted { old, split: None }));
@@ -285,7 +291,7 @@ async fn delta_insert(
     if left.encoded_len() > limits.capacity || right.encoded_len() > limits.capacity {
         return Ok(None);
     }
-    ctx.delta_bytes += delta_charge(&left, &limits) + delta_charge(&right, &limits);
+    ctx.charged_bytes += delta_charge(&left, &limits) + delta_charge(&right, &limits);
     let right_count = right.len() as u64;
     child.ptr = Ptr::Delta(Arc::new(left));
     Ok(Some(Inserted {
@@ -488,7 +494,13 @@ fn split(node: &mut Node, hint: usize) -> (Bytes, Node) {
                 2
             } else {
                 let sizes: Vec<usize> = (0..m)
-                    .map(|i| 16 + if i == 0 { 0 } else { 2 + int.seps[i - 1].len() })
+                    .map(|i| {
+                        16 + if i == 0 {
+                            0
+                        } else {
+                            2 + int.seps.get(i - 1).len()
+                        }
+                    })
                     .collect();
                 best_split(&sizes, 2)
             };
@@ -549,8 +561,9 @@ fn insert_rec<'a>(
                 }
                 if let Some((sep, right)) = below.split {
                     int.children[i].count -= right.count;
+                    int.children.reserve_exact(1);
                     int.children.insert(i + 1, right);
-                    int.seps.insert(i, sep);
+                    int.seps.insert(i, &sep);
                 }
                 (below.old, i)
             }
@@ -596,7 +609,7 @@ pub async fn insert(
                     },
                     right,
                 ],
-                seps: vec![sep],
+                seps: std::iter::once(&sep[..]).collect(),
                 prefix: None,
             }))),
             count: total,
@@ -686,8 +699,8 @@ async fn rebalance(
     match (left, right_node) {
         (Node::Leaf(a), Node::Leaf(b)) => a.append(&b),
         (Node::Interior(a), Node::Interior(b)) => {
-            a.seps.push(sep);
-            a.seps.extend(b.seps);
+            a.seps.push(&sep);
+            a.seps.append(&b.seps);
             a.children.extend(b.children);
         }
         _ => {
@@ -716,7 +729,7 @@ async fn rebalance(
                 count: rc,
             },
         );
-        int.seps.insert(l, sep);
+        int.seps.insert(l, &sep);
         ctx.dirtied += 1;
     } else {
         int.children[l].count = left.count();
@@ -876,7 +889,7 @@ pub fn repack<'a>(
         }
         ctx.dirtied += new.len() as u64;
         *saved += (leaves.len() - new.len()) as u64;
-        int.seps = new.iter().skip(1).map(|l| l.key_bytes(0)).collect();
+        int.seps = new.iter().skip(1).map(|l| l.key(0)).collect();
         int.children = new
             .into_iter()
             .map(|l| Child {
@@ -1053,7 +1066,7 @@ pub fn bulk_build(
                 size += 16;
             } else {
                 size += 16 + 2 + low.len();
-                int.seps.push(low);
+                int.seps.push(&low);
             }
             int.children.push(c);
         }
@@ -1300,12 +1313,9 @@ pub async fn encode_some(
                 });
                 let mut payload = Vec::with_capacity(limits.capacity);
                 let kind = node::encode_node(&clean, &mut payload);
-                // The node the buffer pool keeps is decoded from the bytes just encoded:
-                // its separators then share one page-sized buffer instead of pinning
-                // whatever buffers the writes came in.
                 let len = payload.len();
                 let payload = Bytes::from(payload);
-                let mut clean = node::decode_node(kind, &payload, 0, len).unwrap_or(clean);
+                let mut clean = clean;
                 clean.index();
                 bytes += len;
                 writes.push(PageWrite {
@@ -1383,26 +1393,53 @@ pub fn delta_bases(root: &Child, out: &mut Vec<u64>) {
     }
 }
 
-/// Dirty memory below (and including) `root`, in nodes: the dirty nodes plus what the
-/// deltas count (see `delta_charge`) in pages of `page_size`, rounded up.
+/// Dirty memory below (and including) `root`, in pages of `page_size` (see [`Dirty`]).
 pub fn dirty_nodes(root: &Child, page_size: usize) -> u64 {
-    let (nodes, delta_bytes) = dirty_parts(root, page_size);
-    nodes + delta_bytes.div_ceil(page_size as u64)
+    dirty_parts(root, page_size).pages(page_size)
 }
 
-/// Dirty nodes, and what the deltas count in bytes (see `delta_charge`), below (and
-/// including) `root`.
-pub fn dirty_parts(root: &Child, page_size: usize) -> (u64, u64) {
+/// What the dirty part of a tree holds, as the dirty budget counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dirty {
+    /// Dirty leaves: a page each (their memory, about a page).
+    pub leaves: u64,
+    /// Dirty interior nodes.
+    pub interiors: u64,
+    /// What they count: an interior node holds a page's worth of keys plus, for each
+    /// child, its pointer and count (about 1.5 pages for 8-byte keys), so it counts its
+    /// memory, but at least a page.
+    pub interior_bytes: u64,
+    /// What the deltas count (see `delta_charge`).
+    pub delta_bytes: u64,
+}
+
+impl Dirty {
+    /// The whole, in pages of `page_size` (rounded up).
+    pub fn pages(&self, page_size: usize) -> u64 {
+        self.leaves + (self.interior_bytes + self.delta_bytes).div_ceil(page_size as u64)
+    }
+}
+
+/// What the dirty part below (and including) `root` holds.
+pub fn dirty_parts(root: &Child, page_size: usize) -> Dirty {
+    let mut d = Dirty::default();
+    add_dirty_parts(root, page_size, &mut d);
+    d
+}
+
+fn add_dirty_parts(root: &Child, page_size: usize, d: &mut Dirty) {
     match &root.ptr {
-        Ptr::Clean(_) => (0, 0),
-        Ptr::Delta(d) => (0, delta_charge_page(d, page_size)),
+        Ptr::Clean(_) => {}
+        Ptr::Delta(delta) => d.delta_bytes += delta_charge_page(delta, page_size),
         Ptr::Dirty(n) => match &**n {
-            Node::Interior(int) => int
-                .children
-                .iter()
-                .map(|c| dirty_parts(c, page_size))
-                .fold((1, 0), |(a, b), (c, d)| (a + c, b + d)),
-            Node::Leaf(_) => (1, 0),
+            Node::Interior(int) => {
+                d.interiors += 1;
+                d.interior_bytes += int.memory().max(page_size) as u64;
+                for c in &int.children {
+                    add_dirty_parts(c, page_size, d);
+                }
+            }
+            Node::Leaf(_) => d.leaves += 1,
         },
     }
 }
@@ -1553,7 +1590,7 @@ pub async fn verify(src: &dyn PageSource, root: &Child) -> Result<TreeStats> {
                     ));
                 }
                 for (j, s) in int.seps.iter().enumerate() {
-                    if j > 0 && int.seps[j - 1] >= *s {
+                    if j > 0 && int.seps.get(j - 1) >= s {
                         return Err(broken(page, "separators out of order".into()));
                     }
                     if !in_bounds(s) {
@@ -1565,12 +1602,12 @@ pub async fn verify(src: &dyn PageSource, root: &Child) -> Result<TreeStats> {
                     let clo = if j == 0 {
                         lo.clone()
                     } else {
-                        Some(int.seps[j - 1].clone())
+                        Some(Bytes::copy_from_slice(int.seps.get(j - 1)))
                     };
                     let chi = if j + 1 == int.children.len() {
                         hi.clone()
                     } else {
-                        Some(int.seps[j].clone())
+                        Some(Bytes::copy_from_slice(int.seps.get(j)))
                     };
                     stack.push((c.ptr.clone(), clo, chi, c.count, depth + 1, false));
                 }

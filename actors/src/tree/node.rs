@@ -941,7 +941,7 @@ pub struct Interior {
     /// At least one child (two except transiently and at the root).
     pub children: Vec<Child>,
     /// `children.len() - 1` strictly increasing separators.
-    pub seps: Vec<Bytes>,
+    pub seps: Seps,
     /// Separator prefixes (8 bytes, big-endian), for searches as in leaves.
     pub prefix: Option<Box<[u64]>>,
 }
@@ -956,32 +956,151 @@ pub fn key_prefix(key: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-fn prefixes(keys: &[Bytes]) -> Box<[u64]> {
-    keys.iter().map(|k| key_prefix(k)).collect()
+fn prefixes(seps: &Seps) -> Box<[u64]> {
+    seps.iter().map(key_prefix).collect()
 }
 
-/// Number of `keys` that are `< key` (`inclusive`: `<= key`), using `prefix` when present.
+/// Number of `seps` that are `< key` (`inclusive`: `<= key`), using `prefix` when present.
 #[inline]
-fn count_below(keys: &[Bytes], prefix: Option<&[u64]>, key: &[u8], inclusive: bool) -> usize {
-    let below = |k: &Bytes| {
-        if inclusive {
-            k.as_ref() <= key
-        } else {
-            k.as_ref() < key
-        }
-    };
-    match prefix {
-        Some(p) if p.len() == keys.len() => {
+fn count_below(seps: &Seps, prefix: Option<&[u64]>, key: &[u8], inclusive: bool) -> usize {
+    let (mut lo, mut hi) = match prefix {
+        Some(p) if p.len() == seps.len() => {
             let kp = key_prefix(key);
             let lo = p.partition_point(|x| *x < kp);
-            let hi = lo + p[lo..].partition_point(|x| *x == kp);
-            lo + keys[lo..hi].partition_point(below)
+            (lo, lo + p[lo..].partition_point(|x| *x == kp))
         }
-        _ => keys.partition_point(below),
+        _ => (0, seps.len()),
+    };
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let k = seps.get(mid);
+        if if inclusive { k <= key } else { k < key } {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// The separator keys of an interior node, packed into one buffer (`ends[i]` is where key
+/// `i` ends). A key costs 4 bytes beside its own, and a node read from a page keeps none of
+/// the page's buffer: interior nodes stay resident between checkpoints (every random write
+/// makes its path dirty), so their size is what the dirty budget mostly holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seps {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Seps {
+    /// Number of keys.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True without keys.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    #[inline]
+    fn start(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.ends[i - 1] as usize }
+    }
+
+    /// Key `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.bytes[self.start(i)..self.ends[i] as usize]
+    }
+
+    /// The keys in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(move |i| self.get(i))
+    }
+
+    /// Appends `key` (the caller keeps the order).
+    pub fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len() as u32);
+    }
+
+    /// Inserts `key` as key `i`. Grows the buffers by exactly what it adds: a node changes
+    /// by one key at a time, and doubling would leave most dirty nodes half empty.
+    pub fn insert(&mut self, i: usize, key: &[u8]) {
+        let at = self.start(i);
+        let n = key.len();
+        self.bytes.reserve_exact(n);
+        self.bytes.splice(at..at, key.iter().copied());
+        self.ends.reserve_exact(1);
+        self.ends.insert(i, (at + n) as u32);
+        for e in &mut self.ends[i + 1..] {
+            *e += n as u32;
+        }
+    }
+
+    /// Removes key `i` and returns it.
+    pub fn remove(&mut self, i: usize) -> Bytes {
+        let (s, e) = (self.start(i), self.ends[i] as usize);
+        let key = Bytes::copy_from_slice(&self.bytes[s..e]);
+        self.bytes.drain(s..e);
+        self.ends.remove(i);
+        for x in &mut self.ends[i..] {
+            *x -= (e - s) as u32;
+        }
+        key
+    }
+
+    /// Splits off keys `at..` into a new set.
+    pub fn split_off(&mut self, at: usize) -> Seps {
+        let cut = self.start(at);
+        let bytes = self.bytes.split_off(cut);
+        let ends = self
+            .ends
+            .split_off(at)
+            .into_iter()
+            .map(|e| e - cut as u32)
+            .collect();
+        self.bytes.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        Seps { bytes, ends }
+    }
+
+    /// Appends `other`'s keys (the caller keeps the order).
+    pub fn append(&mut self, other: &Seps) {
+        let base = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(&other.bytes);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+
+    /// Bytes of memory the keys take.
+    pub fn memory(&self) -> usize {
+        self.bytes.capacity() + 4 * self.ends.capacity()
+    }
+}
+
+impl<'a> FromIterator<&'a [u8]> for Seps {
+    fn from_iter<I: IntoIterator<Item = &'a [u8]>>(iter: I) -> Seps {
+        let mut seps = Seps::default();
+        for k in iter {
+            seps.push(k);
+        }
+        seps
     }
 }
 
 impl Interior {
+    /// Bytes of memory the node takes (its vectors, not the nodes below it).
+    pub fn memory(&self) -> usize {
+        std::mem::size_of::<Node>()
+            + self.children.capacity() * std::mem::size_of::<Child>()
+            + self.seps.memory()
+            + self.prefix.as_ref().map_or(0, |p| p.len() * 8)
+    }
+
     /// Index of the child whose range holds `key`.
     #[inline]
     pub fn child_for(&self, key: &[u8]) -> usize {
@@ -1037,8 +1156,7 @@ impl Node {
     pub fn memory_charge(&self, limits: &TreeLimits) -> usize {
         match self {
             Node::Leaf(l) => l.memory(limits.page_size),
-            // The decoded node shares the page buffer; its vectors add a little.
-            Node::Interior(i) => limits.page_size + i.children.len() * 64,
+            Node::Interior(i) => i.memory(),
         }
     }
 }
@@ -1088,8 +1206,8 @@ impl TreeLimits {
     }
 }
 
-/// Decodes a node page's payload (after the page header) into a node whose keys and values
-/// share `page`'s buffer.
+/// Decodes a node page's payload (after the page header) into a node: a leaf's keys and
+/// values share `page`'s buffer; an interior node copies its separators (see [`Seps`]).
 pub fn decode_node(
     kind: u8,
     page: &Bytes,
@@ -1097,11 +1215,6 @@ pub fn decode_node(
     payload_len: usize,
 ) -> Result<Node, FormatError> {
     let payload = page.slice(payload_at..payload_at + payload_len);
-    let base = payload.as_ptr() as usize;
-    let slice_of = |s: &[u8]| {
-        let at = s.as_ptr() as usize - base;
-        payload.slice(at..at + s.len())
-    };
     match kind {
         fmt::KIND_LEAF => Ok(Node::Leaf(Leaf::from_payload(payload)?)),
         fmt::KIND_INTERIOR => {
@@ -1114,7 +1227,7 @@ pub fn decode_node(
                         count: c.count,
                     })
                     .collect(),
-                seps: seps.into_iter().map(slice_of).collect(),
+                seps: seps.into_iter().collect(),
                 prefix: None,
             }))
         }
@@ -1151,7 +1264,7 @@ pub fn encode_node(node: &Node, out: &mut Vec<u8>) -> u8 {
                     Ptr::Dirty(_) | Ptr::Delta(_) => panic!("encode_node: dirty child"),
                 })
                 .collect();
-            let seps: Vec<&[u8]> = i.seps.iter().map(|s| &s[..]).collect();
+            let seps: Vec<&[u8]> = i.seps.iter().collect();
             fmt::encode_interior(&children, &seps, out);
             fmt::KIND_INTERIOR
         }
@@ -1314,6 +1427,54 @@ mod tests {
                 check(&leaf, &model, &lim);
                 // Dead entries never take more than about the live ones.
                 assert!(leaf.buf.bytes().len() <= 2 * leaf.live + 1024 + 19 + 2000);
+            }
+        }
+
+        /// Separators under random inserts, removals, splits and appends hold what a vector
+        /// of keys holds, and a search (with and without prefixes) counts what a scan counts.
+        #[test]
+        fn seps_match_a_vector(
+            ops in proptest::collection::vec((0u8..4, 0usize..64, proptest::collection::vec(0u8..3, 0..12)), 1..120),
+            probe in proptest::collection::vec(0u8..3, 0..12),
+        ) {
+            let mut seps = Seps::default();
+            let mut model: Vec<Vec<u8>> = Vec::new();
+            for (op, at, key) in ops {
+                match op {
+                    0 => {
+                        let i = at % (model.len() + 1);
+                        seps.insert(i, &key);
+                        model.insert(i, key);
+                    }
+                    1 if !model.is_empty() => {
+                        let i = at % model.len();
+                        prop_assert_eq!(&seps.remove(i)[..], &model.remove(i)[..]);
+                    }
+                    2 => {
+                        let i = at % (model.len() + 1);
+                        let right = seps.split_off(i);
+                        let model_right = model.split_off(i);
+                        prop_assert_eq!(right.iter().collect::<Vec<_>>(), model_right.iter().map(|k| &k[..]).collect::<Vec<_>>());
+                        seps.append(&right);
+                        model.extend(model_right);
+                    }
+                    _ => {
+                        seps.push(&key);
+                        model.push(key);
+                    }
+                }
+                prop_assert_eq!(seps.len(), model.len());
+                prop_assert_eq!(seps.iter().collect::<Vec<_>>(), model.iter().map(|k| &k[..]).collect::<Vec<_>>());
+            }
+            // Searches need sorted keys.
+            model.sort();
+            model.dedup();
+            let seps: Seps = model.iter().map(|k| &k[..]).collect();
+            let pre = prefixes(&seps);
+            for inclusive in [false, true] {
+                let want = model.iter().filter(|k| if inclusive { k[..] <= probe[..] } else { k[..] < probe[..] }).count();
+                prop_assert_eq!(count_below(&seps, None, &probe, inclusive), want);
+                prop_assert_eq!(count_below(&seps, Some(&pre), &probe, inclusive), want);
             }
         }
     }
