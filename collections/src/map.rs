@@ -1,5 +1,6 @@
 //! [`PersistentMap`]: an ordered, durable map from typed keys to serde values.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::ops::RangeBounds;
 
@@ -315,14 +316,17 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         Ok(())
     }
 
-    /// Removes every key in one atomic commit; returns how many were present. Memory stays
-    /// bounded however many keys (as [`PersistentMap::insert_many`]).
-    pub async fn remove_many<'a>(&self, keys: impl IntoIterator<Item = &'a K>) -> Result<u64>
-    where
-        K: 'a,
-    {
-        // Windows as insert_many: memory stays bounded however many keys.
-        let ops = keys.into_iter().map(|k| Ok((key::encode(k), None)));
+    /// Removes every key in one atomic commit; returns how many were present. The keys may
+    /// be given by reference (`keys.iter()`) or made one at a time (`raw.iter().map(|k|
+    /// k.to_vec())`): they are encoded a window at a time, so memory stays bounded however
+    /// many keys (as [`PersistentMap::insert_many`]).
+    pub async fn remove_many<Q: Borrow<K>>(
+        &self,
+        keys: impl IntoIterator<Item = Q>,
+    ) -> Result<u64> {
+        let ops = keys
+            .into_iter()
+            .map(|k| Ok((key::encode(k.borrow()), None)));
         crate::batch::write_encoded(&self.coll, ops).await
     }
 

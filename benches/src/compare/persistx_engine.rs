@@ -122,8 +122,9 @@ impl Session for PersistxSession<'_> {
     }
 
     fn remove_batch_durable(&mut self, keys: &[&[u8]]) -> Result<()> {
-        let owned: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
-        self.e.rt.block_on(self.e.map.remove_many(owned.iter()))?;
+        // Each key is copied as the map takes it (a window at a time), not all up front.
+        let owned = keys.iter().map(|k| k.to_vec());
+        self.e.rt.block_on(self.e.map.remove_many(owned))?;
         Ok(())
     }
 }
