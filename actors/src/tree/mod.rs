@@ -181,11 +181,7 @@ async fn make_dirty<'c>(ctx: &mut WriteCtx<'_>, child: &'c mut Child) -> Result<
 /// (compare, 32 writers after 100 transactions of 1,000 random inserts: with deltas counted
 /// by memory alone, checkpoints of ~30,000 pages ran for half a second and often covered
 /// the whole phase; at a quarter page the phase made 33-61k commits/s, at an eighth 20-54k).
-fn delta_charge(d: &Delta, limits: &TreeLimits) -> u64 {
-    delta_charge_page(d, limits.page_size)
-}
-
-fn delta_charge_page(d: &Delta, page_size: usize) -> u64 {
+fn delta_charge(d: &Delta, page_size: usize) -> u64 {
     (d.memory() as u64).max(page_size as u64 / 4)
 }
 
@@ -267,13 +263,13 @@ async fn delta_insert(
             let Ptr::Delta(held) = &mut child.ptr else {
                 unreachable!("matched above")
             };
-            let before = delta_charge(held, &limits);
+            let before = delta_charge(held, limits.page_size);
             let m = Arc::make_mut(held);
             m.put(at, key, val, count, len);
-            ctx.charged_bytes += delta_charge(m, &limits).saturating_sub(before);
+            ctx.charged_bytes += delta_charge(m, limits.page_size).saturating_sub(before);
         } else {
             Arc::make_mut(&mut d).put(at, key, val, count, len);
-            ctx.charged_bytes += delta_charge(&d, &limits);
+            ctx.charged_bytes += delta_charge(&d, limits.page_size);
             child.ptr = Ptr::Delta(d);
         }
         return Ok(Some(Inserted { old, split: None }));
@@ -291,7 +287,8 @@ async fn delta_insert(
     if left.encoded_len() > limits.capacity || right.encoded_len() > limits.capacity {
         return Ok(None);
     }
-    ctx.charged_bytes += delta_charge(&left, &limits) + delta_charge(&right, &limits);
+    ctx.charged_bytes +=
+        delta_charge(&left, limits.page_size) + delta_charge(&right, limits.page_size);
     let right_count = right.len() as u64;
     child.ptr = Ptr::Delta(Arc::new(left));
     Ok(Some(Inserted {
@@ -1430,7 +1427,7 @@ pub fn dirty_parts(root: &Child, page_size: usize) -> Dirty {
 fn add_dirty_parts(root: &Child, page_size: usize, d: &mut Dirty) {
     match &root.ptr {
         Ptr::Clean(_) => {}
-        Ptr::Delta(delta) => d.delta_bytes += delta_charge_page(delta, page_size),
+        Ptr::Delta(delta) => d.delta_bytes += delta_charge(delta, page_size),
         Ptr::Dirty(n) => match &**n {
             Node::Interior(int) => {
                 d.interiors += 1;
