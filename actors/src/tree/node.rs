@@ -1082,12 +1082,29 @@ impl Seps {
     }
 }
 
+impl Seps {
+    /// The keys of `keys`, in buffers of exactly their size.
+    pub fn from_slices(keys: &[&[u8]]) -> Seps {
+        let mut seps = Seps {
+            bytes: Vec::with_capacity(keys.iter().map(|k| k.len()).sum()),
+            ends: Vec::with_capacity(keys.len()),
+        };
+        for k in keys {
+            seps.push(k);
+        }
+        seps
+    }
+}
+
 impl<'a> FromIterator<&'a [u8]> for Seps {
+    /// Collects keys; the buffers are trimmed to their size.
     fn from_iter<I: IntoIterator<Item = &'a [u8]>>(iter: I) -> Seps {
         let mut seps = Seps::default();
         for k in iter {
             seps.push(k);
         }
+        seps.bytes.shrink_to_fit();
+        seps.ends.shrink_to_fit();
         seps
     }
 }
@@ -1227,7 +1244,7 @@ pub fn decode_node(
                         count: c.count,
                     })
                     .collect(),
-                seps: seps.into_iter().collect(),
+                seps: Seps::from_slices(&seps),
                 prefix: None,
             }))
         }
@@ -1470,6 +1487,7 @@ mod tests {
             model.sort();
             model.dedup();
             let seps: Seps = model.iter().map(|k| &k[..]).collect();
+            prop_assert_eq!(&Seps::from_slices(&model.iter().map(|k| &k[..]).collect::<Vec<_>>()), &seps);
             let pre = prefixes(&seps);
             for inclusive in [false, true] {
                 let want = model.iter().filter(|k| if inclusive { k[..] <= probe[..] } else { k[..] < probe[..] }).count();
