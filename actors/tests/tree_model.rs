@@ -489,6 +489,15 @@ fn puts_after_a_checkpoint_stay_small() {
         // 200 puts, one per 100 keys: new odd keys and replaced even ones.
         let before = root.clone();
         let mut freed = 0;
+        // What the writes told the owner to count, against what a recount finds.
+        let charge = |ctx: &WriteCtx<'_>| {
+            ctx.dirtied as i64 * 4096 + ctx.charged_bytes as i64 - ctx.uncharged_bytes as i64
+        };
+        let recount = |root: &tree::Child| {
+            let d = tree::dirty_parts(root, 4096);
+            (d.leaves * 4096 + d.interior_bytes + d.delta_bytes) as i64
+        };
+        let mut counted = 0i64;
         for i in (0u32..20_000).step_by(100) {
             let k = Bytes::from((i * 2 + (i / 100) % 2).to_be_bytes().to_vec());
             let v = value(7, 120);
@@ -496,6 +505,7 @@ fn puts_after_a_checkpoint_stay_small() {
             let old = tree::insert(&mut ctx, &mut root, k.clone(), Val::Inline(v.clone()))
                 .await
                 .unwrap();
+            counted += charge(&ctx);
             // Only interior pages on the path are freed, not the leaf's.
             freed += ctx.freed.len();
             src.wrote(&ctx);
@@ -508,6 +518,11 @@ fn puts_after_a_checkpoint_stay_small() {
                 want
             );
         }
+        let r = recount(&root);
+        assert!(
+            (counted - r).abs() <= 256,
+            "after puts: counted {counted} bytes, a recount {r}"
+        );
         let dirty = tree::dirty_parts(&root, 4096);
         assert_eq!(dirty.leaves, 0, "no leaf made whole");
         let nodes = dirty.interiors;
@@ -534,9 +549,15 @@ fn puts_after_a_checkpoint_stay_small() {
             tree::insert(&mut ctx, &mut root, k.clone(), Val::Inline(v.clone()))
                 .await
                 .unwrap();
+            counted += charge(&ctx);
             src.wrote(&ctx);
             model.insert(k, v);
         }
+        let r = recount(&root);
+        assert!(
+            (counted - r).abs() <= 256,
+            "after splits: counted {counted} bytes, a recount {r}"
+        );
         let mut bases = Vec::new();
         tree::delta_bases(&root, &mut bases);
         let n = bases.len();
@@ -556,6 +577,16 @@ fn puts_after_a_checkpoint_stay_small() {
         );
         model.remove(&k);
         assert!(!ctx.released.is_empty());
+        assert!(
+            ctx.uncharged_bytes >= 1024,
+            "the delta made whole gives back its charge"
+        );
+        counted += charge(&ctx);
+        let r = recount(&root);
+        assert!(
+            (counted - r).abs() <= 256,
+            "after remove: counted {counted} bytes, a recount {r}"
+        );
         src.wrote(&ctx);
         check_all(&src, &root, &model).await;
         let snap = root.clone();

@@ -610,13 +610,21 @@ impl CollActor {
             };
             results.push(r);
         }
-        // Deltas count by their bytes, in whole pages.
-        let page = limits.page_size as u64;
-        let carry = self.charge_carry + ctx.charged_bytes;
-        self.charge_carry = carry % page;
-        let added = ctx.dirtied + carry / page;
-        self.dirty += added;
-        self.engine.add_dirty(added);
+        // Deltas and interior nodes count by their bytes, in whole pages; deltas that left
+        // the tree give theirs back.
+        let page = limits.page_size as i64;
+        let bytes =
+            self.charge_carry as i64 + ctx.charged_bytes as i64 - ctx.uncharged_bytes as i64;
+        self.charge_carry = bytes.rem_euclid(page) as u64;
+        let added = ctx.dirtied as i64 + bytes.div_euclid(page);
+        if added >= 0 {
+            self.dirty += added as u64;
+            self.engine.add_dirty(added as u64);
+        } else {
+            let taken = added.unsigned_abs().min(self.dirty);
+            self.dirty -= taken;
+            self.engine.sub_dirty(taken);
+        }
         self.freed.extend(ctx.freed.into_iter().map(|r| (tag, r)));
         self.released
             .extend(ctx.released.into_iter().map(|p| (tag, p)));
