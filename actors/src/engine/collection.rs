@@ -407,9 +407,10 @@ pub(crate) fn list_key_between(a: &[u8], b: Option<&[u8]>) -> Vec<u8> {
 }
 
 impl CollActor {
-    /// Recounts the working tree's dirty nodes and corrects the engine's total by the
-    /// difference (the estimate added per write drifts: copies of nodes a snapshot shared
-    /// are not counted, nodes dropped by merges are).
+    /// Recounts the working tree's dirty memory (`tree::dirty_nodes`) and corrects the
+    /// engine's total by the difference (the estimate added per write drifts: copies of
+    /// nodes a snapshot shared are not counted, nodes dropped by merges are, and dirty
+    /// interior nodes grown by merges are not).
     fn recount_dirty(&mut self) {
         let before = self.dirty;
         self.dirty = tree::dirty_nodes(&self.working, self.engine.pages.limits().page_size);
@@ -1271,7 +1272,7 @@ impl CollActor {
             self.working = before;
             return Err(e);
         }
-        if ctx.dirtied == 0 {
+        if ctx.dirtied == 0 && ctx.freed.is_empty() && ctx.released.is_empty() {
             return Ok(0);
         }
         self.seq += 1;

@@ -951,7 +951,8 @@ pub struct EngineStats {
     pub free_pages: u64,
     /// Pages freed but waiting for old snapshots.
     pub pending_pages: u64,
-    /// Dirty tree nodes in memory.
+    /// Dirty memory waiting for a checkpoint, in pages: a dirty leaf counts a page,
+    /// interior nodes and deltas their memory (see `tree::Dirty`).
     pub dirty_nodes: u64,
     /// Checkpoints completed since open.
     pub checkpoints: u64,

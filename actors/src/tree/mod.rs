@@ -154,12 +154,19 @@ async fn make_dirty<'c>(ctx: &mut WriteCtx<'_>, child: &'c mut Child) -> Result<
             let node = ctx.src.node(page).await?;
             ctx.freed.push((page, 1));
             ctx.dirtied += 1;
-            if let Node::Interior(int) = &*node {
-                // Its memory beyond the page `dirtied` counts (see [`Dirty`]).
+            child.ptr = Ptr::Dirty(node);
+            let Ptr::Dirty(arc) = &mut child.ptr else {
+                unreachable!("set above")
+            };
+            let node = Arc::make_mut(arc);
+            node.changed();
+            if let Node::Interior(int) = node {
+                // Its memory (without the search prefixes `changed` dropped) beyond the
+                // page `dirtied` counts (see [`Dirty`]).
                 let page = ctx.src.limits().page_size;
                 ctx.charged_bytes += int.memory().saturating_sub(page) as u64;
             }
-            child.ptr = Ptr::Dirty(node);
+            return Ok(node);
         }
         Ptr::Delta(d) => {
             let leaf = merge_delta(ctx.src, d).await?;
@@ -510,6 +517,7 @@ fn split(node: &mut Node, hint: usize) -> (Bytes, Node) {
                 best_split(&sizes, 2)
             };
             let right_children = int.children.split_off(k);
+            int.children.shrink_to_fit();
             let mut right_seps = int.seps.split_off(k - 1);
             let sep = right_seps.remove(0);
             (
@@ -565,10 +573,13 @@ fn insert_rec<'a>(
                     int.children[i].count += 1;
                 }
                 if let Some((sep, right)) = below.split {
+                    let before = int.memory();
                     int.children[i].count -= right.count;
                     int.children.reserve_exact(1);
                     int.children.insert(i + 1, right);
                     int.seps.insert(i, &sep);
+                    // A dirty interior node counts its memory (see [`Dirty`]).
+                    ctx.charged_bytes += int.memory().saturating_sub(before) as u64;
                 }
                 (below.old, i)
             }
@@ -707,6 +718,8 @@ async fn rebalance(
             a.seps.push(&sep);
             a.seps.append(&b.seps);
             a.children.extend(b.children);
+            a.children.shrink_to_fit();
+            a.seps.shrink_to_fit();
         }
         _ => {
             return Err(crate::Error::Corruption {
@@ -1411,7 +1424,7 @@ pub struct Dirty {
     /// Dirty interior nodes.
     pub interiors: u64,
     /// What they count: an interior node holds a page's worth of keys plus, for each
-    /// child, its pointer and count (about 1.5 pages for 8-byte keys), so it counts its
+    /// child, its pointer and count (1.1-1.4 pages for 8-byte keys), so it counts its
     /// memory, but at least a page.
     pub interior_bytes: u64,
     /// What the deltas count (see `delta_charge`).

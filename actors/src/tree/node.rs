@@ -935,7 +935,7 @@ impl Leaf {
 }
 
 /// An interior node: children and the separators between them. Child `i` holds the keys
-/// `k` with `seps[i - 1] <= k < seps[i]`.
+/// `k` with `seps.get(i - 1) <= k < seps.get(i)`.
 #[derive(Debug, Clone, Default)]
 pub struct Interior {
     /// At least one child (two except transiently and at the root).
@@ -1074,6 +1074,12 @@ impl Seps {
         let base = self.bytes.len() as u32;
         self.bytes.extend_from_slice(&other.bytes);
         self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+
+    /// Gives back spare capacity.
+    pub fn shrink_to_fit(&mut self) {
+        self.bytes.shrink_to_fit();
+        self.ends.shrink_to_fit();
     }
 
     /// Bytes of memory the keys take.
