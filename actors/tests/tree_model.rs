@@ -489,10 +489,11 @@ fn puts_after_a_checkpoint_stay_small() {
         // 200 puts, one per 100 keys: new odd keys and replaced even ones.
         let before = root.clone();
         let mut freed = 0;
-        // What the writes told the owner to count, against what a recount finds.
-        let charge = |ctx: &WriteCtx<'_>| {
-            ctx.dirtied as i64 * 4096 + ctx.charged_bytes as i64 - ctx.uncharged_bytes as i64
-        };
+        // What the writes tell the owner to count never falls below what a recount finds
+        // (memory is never understated). It overstates deltas made whole or split (their
+        // charge stays until the next recount, at each freeze): deliberately, see
+        // `CollActor::recount_dirty`.
+        let charge = |ctx: &WriteCtx<'_>| ctx.dirtied as i64 * 4096 + ctx.charged_bytes as i64;
         let recount = |root: &tree::Child| {
             let d = tree::dirty_parts(root, 4096);
             (d.leaves * 4096 + d.interior_bytes + d.delta_bytes) as i64
@@ -555,7 +556,7 @@ fn puts_after_a_checkpoint_stay_small() {
         }
         let r = recount(&root);
         assert!(
-            (counted - r).abs() <= 256,
+            counted >= r - 256,
             "after splits: counted {counted} bytes, a recount {r}"
         );
         let mut bases = Vec::new();
@@ -577,15 +578,11 @@ fn puts_after_a_checkpoint_stay_small() {
         );
         model.remove(&k);
         assert!(!ctx.released.is_empty());
-        assert!(
-            ctx.uncharged_bytes >= 1024,
-            "the delta made whole gives back its charge"
-        );
         counted += charge(&ctx);
         let r = recount(&root);
         assert!(
-            (counted - r).abs() <= 256,
-            "after remove: counted {counted} bytes, a recount {r}"
+            counted >= r - 256,
+            "after a removal: counted {counted} bytes, a recount {r}"
         );
         src.wrote(&ctx);
         check_all(&src, &root, &model).await;

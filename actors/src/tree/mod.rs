@@ -109,9 +109,6 @@ pub struct WriteCtx<'a> {
     /// memory beyond the page `dirtied` counts, see [`Dirty`]) count against the dirty
     /// budget, in bytes.
     pub charged_bytes: u64,
-    /// What deltas that left the working tree here (made whole, or split into two) had
-    /// counted, in bytes: the owner takes it off the dirty count.
-    pub uncharged_bytes: u64,
     /// Base pages of deltas that left the working tree (made whole). Two deltas can share
     /// a base page (a split), so the page is free only once no delta of the working tree
     /// uses it: the owner of the tree checks that (see [`delta_bases`]) before freeing.
@@ -127,7 +124,6 @@ impl<'a> WriteCtx<'a> {
             dirtied: 0,
             deltas: true,
             charged_bytes: 0,
-            uncharged_bytes: 0,
             released: Vec::new(),
         }
     }
@@ -172,7 +168,6 @@ async fn make_dirty<'c>(ctx: &mut WriteCtx<'_>, child: &'c mut Child) -> Result<
             let leaf = merge_delta(ctx.src, d).await?;
             ctx.released.push(d.base());
             ctx.dirtied += 1;
-            ctx.uncharged_bytes += delta_charge(d, ctx.src.limits().page_size);
             child.ptr = Ptr::Dirty(Arc::new(Node::Leaf(leaf)));
         }
         Ptr::Dirty(_) => {}
@@ -301,9 +296,6 @@ async fn delta_insert(
     }
     ctx.charged_bytes +=
         delta_charge(&left, limits.page_size) + delta_charge(&right, limits.page_size);
-    if !fresh {
-        ctx.uncharged_bytes += delta_charge(&d, limits.page_size);
-    }
     let right_count = right.len() as u64;
     child.ptr = Ptr::Delta(Arc::new(left));
     Ok(Some(Inserted {
