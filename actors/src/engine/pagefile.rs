@@ -17,7 +17,7 @@ use crate::tree::{self, Node, PageSource, PageWrite, TreeLimits};
 
 /// Bytes of pages a checkpoint (or a bulk write's spill) encodes before writing them: the
 /// encoded copies of dirty nodes exist a chunk at a time, not all at once.
-const WRITE_CHUNK: usize = 4 << 20;
+const WRITE_CHUNK: usize = 1 << 20;
 
 /// The page file of a database.
 pub struct PageFile {
