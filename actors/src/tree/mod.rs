@@ -144,42 +144,36 @@ fn child_index(int: &Interior, key: &[u8]) -> usize {
 /// Makes `child` dirty and returns its node for changing (copied if a snapshot shares it).
 /// A [`Delta`] becomes a whole leaf, and its base page is freed.
 async fn make_dirty<'c>(ctx: &mut WriteCtx<'_>, child: &'c mut Child) -> Result<&'c mut Node> {
-    match &child.ptr {
+    let loaded = match &child.ptr {
         Ptr::Clean(page) => {
             let page = *page;
             let node = ctx.src.node(page).await?;
             ctx.freed.push((page, 1));
             ctx.dirtied += 1;
             child.ptr = Ptr::Dirty(node);
-            let Ptr::Dirty(arc) = &mut child.ptr else {
-                unreachable!("set above")
-            };
-            let node = Arc::make_mut(arc);
-            node.changed();
-            if let Node::Interior(int) = node {
-                // Its memory (without the search prefixes `changed` dropped) beyond the
-                // page `dirtied` counts (see [`Dirty`]).
-                let page = ctx.src.limits().page_size;
-                ctx.charged_bytes += int.memory().saturating_sub(page) as u64;
-            }
-            return Ok(node);
+            true
         }
         Ptr::Delta(d) => {
             let leaf = merge_delta(ctx.src, d).await?;
             ctx.released.push(d.base());
             ctx.dirtied += 1;
             child.ptr = Ptr::Dirty(Arc::new(Node::Leaf(leaf)));
+            false
         }
-        Ptr::Dirty(_) => {}
+        Ptr::Dirty(_) => false,
+    };
+    let Ptr::Dirty(arc) = &mut child.ptr else {
+        unreachable!("made dirty above")
+    };
+    let node = Arc::make_mut(arc);
+    node.changed();
+    if loaded && let Node::Interior(int) = node {
+        // Its memory (without the search prefixes `changed` dropped) beyond the page
+        // `dirtied` counts (see [`Dirty`]).
+        let page = ctx.src.limits().page_size;
+        ctx.charged_bytes += int.memory().saturating_sub(page) as u64;
     }
-    match &mut child.ptr {
-        Ptr::Dirty(arc) => {
-            let node = Arc::make_mut(arc);
-            node.changed();
-            Ok(node)
-        }
-        Ptr::Clean(_) | Ptr::Delta(_) => unreachable!("made dirty above"),
-    }
+    Ok(node)
 }
 
 /// What a delta counts against the dirty budget: its memory, but at least a quarter page,
@@ -617,7 +611,7 @@ pub async fn insert(
                     },
                     right,
                 ],
-                seps: std::iter::once(&sep[..]).collect(),
+                seps: Seps::from_slices(&[&sep]),
                 prefix: None,
             }))),
             count: total,
@@ -1316,7 +1310,7 @@ pub async fn encode_some(
                         count: c.count,
                     })
                     .collect();
-                let clean = Node::Interior(Interior {
+                let mut clean = Node::Interior(Interior {
                     children,
                     seps: int.seps.clone(),
                     prefix: None,
@@ -1325,7 +1319,6 @@ pub async fn encode_some(
                 let kind = node::encode_node(&clean, &mut payload);
                 let len = payload.len();
                 let payload = Bytes::from(payload);
-                let mut clean = clean;
                 clean.index();
                 bytes += len;
                 writes.push(PageWrite {

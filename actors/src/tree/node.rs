@@ -1064,8 +1064,7 @@ impl Seps {
             .into_iter()
             .map(|e| e - cut as u32)
             .collect();
-        self.bytes.shrink_to_fit();
-        self.ends.shrink_to_fit();
+        self.shrink_to_fit();
         Seps { bytes, ends }
     }
 
@@ -1109,8 +1108,7 @@ impl<'a> FromIterator<&'a [u8]> for Seps {
         for k in iter {
             seps.push(k);
         }
-        seps.bytes.shrink_to_fit();
-        seps.ends.shrink_to_fit();
+        seps.shrink_to_fit();
         seps
     }
 }
