@@ -128,26 +128,18 @@ impl<T: DeserializeOwned + 'static> ListSnapshot<T> {
         let snap = self.snap.clone();
         let name = self.name.clone();
         futures::stream::once(async move {
+            // `None`: `start` is the length, so `count` is 0 and nothing is read.
             let lo = match snap.nth(start).await? {
                 Some((k, _)) => Bound::Included(k.to_vec()),
-                None => {
-                    return Ok::<_, Error>(
-                        scan::range(snap, Bound::Unbounded, Bound::Unbounded, true)
-                            .take(0)
-                            .boxed(),
-                    );
-                }
+                None => Bound::Unbounded,
             };
-            Ok(scan::range(snap, lo, Bound::Unbounded, true)
-                .take(count)
-                .boxed())
+            let element = move |_: &[u8], v: &[u8]| decode(&name, v);
+            Ok::<_, Error>(
+                scan::range_with(snap, (lo, Bound::Unbounded), true, true, element).take(count),
+            )
         })
-        .map(move |r| match r {
-            Ok(s) => {
-                let name = name.clone();
-                s.map(move |e| e.and_then(|(_, v)| decode(&name, &v)))
-                    .boxed()
-            }
+        .map(|r| match r {
+            Ok(s) => s.boxed(),
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         })
         .flatten()

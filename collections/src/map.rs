@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::ops::RangeBounds;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, TryStreamExt};
 use persistx_actors::engine::{Collection, Kind, Op, OpResult, Snapshot};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -137,10 +137,11 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
         K: Send + 'static,
         V: Send + 'static,
     {
-        let (lo, hi) = scan::bounds(&range, key::encode);
+        let bounds = scan::bounds(&range, key::encode);
         let name = self.name.clone();
-        scan::range(self.snap.clone(), lo, hi, true)
-            .map(move |r| r.and_then(|(k, v)| decode_entry(&name, &k, &v)))
+        scan::range_with(self.snap.clone(), bounds, true, true, move |k, v| {
+            decode_entry(&name, k, v)
+        })
     }
 
     /// Entries with keys in `range`, descending.
@@ -152,10 +153,11 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
         K: Send + 'static,
         V: Send + 'static,
     {
-        let (lo, hi) = scan::bounds(&range, key::encode);
+        let bounds = scan::bounds(&range, key::encode);
         let name = self.name.clone();
-        scan::range(self.snap.clone(), lo, hi, false)
-            .map(move |r| r.and_then(|(k, v)| decode_entry(&name, &k, &v)))
+        scan::range_with(self.snap.clone(), bounds, false, true, move |k, v| {
+            decode_entry(&name, k, v)
+        })
     }
 
     /// Every entry, ascending.
@@ -173,13 +175,13 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
         K: Send + 'static,
     {
         let name = self.name.clone();
-        scan::range(
+        scan::range_with(
             self.snap.clone(),
-            std::ops::Bound::Unbounded,
-            std::ops::Bound::Unbounded,
+            (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
             true,
+            false,
+            move |k, _| key::decode::<K>(k).map_err(|e| key_err(&name, e)),
         )
-        .map(move |r| r.and_then(|(k, _)| key::decode::<K>(&k).map_err(|e| key_err(&name, e))))
     }
 
     /// The first entry.

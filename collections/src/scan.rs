@@ -79,6 +79,80 @@ pub(crate) fn range(
     })
 }
 
+/// Entries of `snap` with keys in `(lo, hi)` as `decode` makes them from the stored bytes,
+/// ascending (or descending if `!forward`). `decode` reads each entry where it lies in its
+/// page: nothing is copied or reference counted on the way. Without `values`, values are
+/// not read (`decode` gets an empty one). A failed read ends the stream after its error; a
+/// failed decode is an error item and the scan goes on.
+pub(crate) fn range_with<T, D>(
+    snap: Snapshot,
+    (lo, hi): (Bound<Vec<u8>>, Bound<Vec<u8>>),
+    forward: bool,
+    values: bool,
+    decode: D,
+) -> impl Stream<Item = Result<T>> + Send + 'static
+where
+    T: Send + 'static,
+    D: Fn(&[u8], &[u8]) -> Result<T> + Send + Sync + 'static,
+{
+    let state = State {
+        snap,
+        cursor: None,
+        lo,
+        hi,
+        forward,
+    };
+    futures::stream::unfold(Some((state, decode)), move |st| async move {
+        let (mut st, decode) = st?;
+        match next_with(&mut st, values, &decode).await {
+            Ok(Some(item)) => Some((item, Some((st, decode)))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+/// The next entry of a [`range_with`] scan, decoded; `None` past the end.
+async fn next_with<T, D>(st: &mut State, values: bool, decode: &D) -> Result<Option<Result<T>>>
+where
+    D: Fn(&[u8], &[u8]) -> Result<T> + Sync,
+{
+    if st.cursor.is_none() {
+        let start = if st.forward {
+            as_ref(&st.lo)
+        } else {
+            as_ref(&st.hi)
+        };
+        st.cursor = Some(st.snap.cursor(start, st.forward).await?);
+    }
+    let State {
+        snap,
+        cursor,
+        lo,
+        hi,
+        forward,
+    } = st;
+    let Some(cursor) = cursor.as_mut() else {
+        return Ok(None);
+    };
+    let forward = *forward;
+    let inside = |k: &[u8]| {
+        if forward {
+            below_hi(k, hi)
+        } else {
+            above_lo(k, lo)
+        }
+    };
+    let got = if values {
+        snap.step_with(cursor, forward, |k, v| inside(k).then(|| decode(k, v)))
+            .await?
+    } else {
+        snap.step_key_with(cursor, forward, |k| inside(k).then(|| decode(k, &[])))
+            .await?
+    };
+    Ok(got.flatten())
+}
+
 /// Encodes typed range bounds with `enc`.
 pub(crate) fn bounds<K>(
     range: &impl std::ops::RangeBounds<K>,

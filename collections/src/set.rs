@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use persistx_actors::engine::{Collection, Kind, Op, OpResult, Snapshot};
 
 use crate::db::{Database, DatabaseSnapshot, key_err};
@@ -118,8 +118,9 @@ fn raw_members<T: Key + Send + 'static>(
     hi: Bound<Vec<u8>>,
     name: String,
 ) -> impl Stream<Item = Result<T>> + Send + 'static {
-    scan::range(snap, lo, hi, true)
-        .map(move |r| r.and_then(|(k, _)| key::decode::<T>(&k).map_err(|e| key_err(&name, e))))
+    scan::range_with(snap, (lo, hi), true, false, move |k, _| {
+        key::decode::<T>(k).map_err(|e| key_err(&name, e))
+    })
 }
 
 #[derive(Clone, Copy)]

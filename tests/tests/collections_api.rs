@@ -497,6 +497,8 @@ enum MapOp {
     Clear,
     Checkpoint,
     Reopen,
+    /// Reads: `range`, `range_rev`, `keys`, `get` and `contains_key` against the model.
+    Scan(u16, u16),
 }
 
 fn map_op() -> impl Strategy<Value = MapOp> {
@@ -509,6 +511,7 @@ fn map_op() -> impl Strategy<Value = MapOp> {
         1 => Just(MapOp::Clear),
         2 => Just(MapOp::Checkpoint),
         2 => Just(MapOp::Reopen),
+        3 => (0u16..300, 0u16..300).prop_map(|(a, b)| MapOp::Scan(a, b)),
     ]
 }
 
@@ -557,6 +560,21 @@ proptest! {
                         db.close().await.unwrap();
                         db = open().await.unwrap();
                         m = db.map("m").await.unwrap();
+                    }
+                    MapOp::Scan(a, b) => {
+                        let (lo, hi) = (a.min(b), a.max(b));
+                        let got: Vec<(u16, Vec<u8>)> = m.range(lo..hi).try_collect().await.unwrap();
+                        let want: Vec<(u16, Vec<u8>)> =
+                            model.range(lo..hi).map(|(k, v)| (*k, v.clone())).collect();
+                        assert_eq!(got, want);
+                        let got: Vec<(u16, Vec<u8>)> = m.snapshot().range_rev(lo..=hi).try_collect().await.unwrap();
+                        let want: Vec<(u16, Vec<u8>)> =
+                            model.range(lo..=hi).rev().map(|(k, v)| (*k, v.clone())).collect();
+                        assert_eq!(got, want);
+                        let keys: Vec<u16> = m.snapshot().keys().try_collect().await.unwrap();
+                        assert_eq!(keys, model.keys().copied().collect::<Vec<_>>());
+                        assert_eq!(m.get(&lo).await.unwrap(), model.get(&lo).cloned());
+                        assert_eq!(m.contains_key(&hi).await.unwrap(), model.contains_key(&hi));
                     }
                 }
                 assert_eq!(m.len(), model.len() as u64);

@@ -727,6 +727,43 @@ impl Snapshot {
         }
     }
 
+    /// Moves a cursor of this snapshot and hands the entry passed to `f` by reference (an
+    /// overflow value is read first; otherwise nothing is copied).
+    pub async fn step_with<R>(
+        &self,
+        cursor: &mut tree::Cursor,
+        forward: bool,
+        f: impl FnOnce(&[u8], &[u8]) -> R + Send,
+    ) -> Result<Option<R>> {
+        let mut f = Some(f);
+        let got = cursor
+            .step_with(&*self.pages, forward, |k, v| match v {
+                tree::ValRef::Inline(v) => Ok(f.take().map(|f| f(k, v))),
+                tree::ValRef::Overflow { len, first_page } => {
+                    Err((Bytes::copy_from_slice(k), len, first_page))
+                }
+            })
+            .await?;
+        match got {
+            None => Ok(None),
+            Some(Ok(r)) => Ok(r),
+            Some(Err((k, len, first_page))) => {
+                let v = self.pages.overflow(first_page, len).await?;
+                Ok(f.take().map(|f| f(&k, &v)))
+            }
+        }
+    }
+
+    /// [`Snapshot::step_with`] for the key alone: the value, inline or not, is never read.
+    pub async fn step_key_with<R>(
+        &self,
+        cursor: &mut tree::Cursor,
+        forward: bool,
+        f: impl FnOnce(&[u8]) -> R + Send,
+    ) -> Result<Option<R>> {
+        cursor.step_with(&*self.pages, forward, |k, _| f(k)).await
+    }
+
     /// Checks every invariant and checksum of the snapshot's tree.
     pub async fn verify(&self) -> Result<TreeStats> {
         tree::verify(&*self.pages, &self.version.root).await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Child, Node, PageSource, Val, child_index, load};
+use super::{Child, Node, PageSource, Val, ValRef, child_index, load};
 use crate::error::Result;
 
 /// A position between two entries of a tree (a "gap"). [`Cursor::next`] returns the entry
@@ -107,6 +107,32 @@ impl Cursor {
                 return Ok(Some((l.key_bytes(self.gap), l.val(self.gap))));
             }
             if !self.step(src, false).await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Moves past the entry after the cursor (`forward`) or before it, and hands it to `f`
+    /// by reference: no copy and no reference count of the leaf's buffer. `None` at the end.
+    pub async fn step_with<R>(
+        &mut self,
+        src: &dyn PageSource,
+        forward: bool,
+        f: impl FnOnce(&[u8], ValRef<'_>) -> R,
+    ) -> Result<Option<R>> {
+        loop {
+            if let Node::Leaf(l) = &*self.leaf {
+                let at = if forward {
+                    (self.gap < l.len()).then_some(self.gap)
+                } else {
+                    self.gap.checked_sub(1)
+                };
+                if let Some(i) = at {
+                    self.gap = if forward { i + 1 } else { i };
+                    return Ok(Some(f(l.key(i), l.value(i))));
+                }
+            }
+            if !self.step(src, forward).await? {
                 return Ok(None);
             }
         }
