@@ -124,7 +124,7 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
 
     /// True if `key` is present.
     pub async fn contains_key(&self, key: &K) -> Result<bool> {
-        Ok(self.snap.get(&key::encode(key)).await?.is_some())
+        Ok(self.snap.contains(&key::encode(key)).await?)
     }
 
     /// Entries with keys in `range`, ascending. The stream owns the snapshot (`'static`;

@@ -88,7 +88,7 @@ impl<T: Key> SetSnapshot<T> {
 
     /// True if `item` is a member.
     pub async fn contains(&self, item: &T) -> Result<bool> {
-        Ok(self.snap.get(&key::encode(item)).await?.is_some())
+        Ok(self.snap.contains(&key::encode(item)).await?)
     }
 
     /// Members in `range`, ascending; the stream owns the snapshot.

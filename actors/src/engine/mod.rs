@@ -670,6 +670,12 @@ impl Snapshot {
         }
     }
 
+    /// True if `key` is present (its value, even a long one, is not read).
+    pub async fn contains(&self, key: &[u8]) -> Result<bool> {
+        let root = self.read_root().await?;
+        Ok(tree::get(&*self.pages, &root, key).await?.is_some())
+    }
+
     /// Looks `key` up and hands its value's bytes to `f` (no copy for values in a leaf).
     pub async fn get_with<R>(
         &self,
