@@ -63,6 +63,54 @@ pub fn encode<K: Key>(key: &K) -> Vec<u8> {
     out
 }
 
+/// A form of a key that lookups accept, as `std`'s maps take `&Q` where `K: Borrow<Q>`:
+/// every [`Key`] itself, `[u8]` for `Vec<u8>`, `Bytes` and byte arrays, and `str` for
+/// `String`. A whole key's encoding and its borrowed form's are the same bytes, so
+/// `map.get(b"abc".as_slice())` finds what `map.insert(b"abc".to_vec(), v)` stored.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use persistx_collections::{Database, PersistentMap};
+/// let db = Database::in_memory().await?;
+/// let ages: PersistentMap<String, u32> = db.map("ages").await?;
+/// ages.insert("ada".to_string(), 36).await?;
+/// assert_eq!(ages.get("ada").await?, Some(36)); // a &str: no String is made
+/// let blobs: PersistentMap<Vec<u8>, u32> = db.map("blobs").await?;
+/// blobs.insert(b"k1".to_vec(), 1).await?;
+/// assert!(blobs.contains_key(b"k1".as_slice()).await?);
+/// db.close().await?;
+/// # Ok::<(), persistx_collections::Error>(()) }).unwrap();
+/// ```
+pub trait KeyRef {
+    /// Appends the encoding of the whole key.
+    fn encode_whole(&self, out: &mut Vec<u8>);
+}
+
+impl<K: Key> KeyRef for K {
+    fn encode_whole(&self, out: &mut Vec<u8>) {
+        self.encode_key(out, true);
+    }
+}
+
+impl KeyRef for [u8] {
+    fn encode_whole(&self, out: &mut Vec<u8>) {
+        encode_bytes(self, out, true);
+    }
+}
+
+impl KeyRef for str {
+    fn encode_whole(&self, out: &mut Vec<u8>) {
+        encode_bytes(self.as_bytes(), out, true);
+    }
+}
+
+/// The bytes of a whole key given by a [`KeyRef`].
+pub fn encode_ref<Q: KeyRef + ?Sized>(key: &Q) -> Vec<u8> {
+    let mut out = Vec::new();
+    key.encode_whole(&mut out);
+    out
+}
+
 /// Decodes a whole key; every byte must belong to it.
 pub fn decode<K: Key>(mut bytes: &[u8]) -> Result<K, KeyError> {
     let key = K::decode_key(&mut bytes, true)?;
@@ -399,6 +447,23 @@ mod tests {
     }
 
     proptest! {
+        /// Every borrowed form a lookup accepts encodes as the owned key does, so
+        /// `get(&k[..])` finds what `insert(k)` stored.
+        #[test]
+        fn borrowed_forms_encode_as_their_keys(
+            bytes in bytes_with_zeros(),
+            text in ".{0,12}",
+            arr in proptest::array::uniform4(any::<u8>()),
+        ) {
+            use std::borrow::Borrow;
+            prop_assert_eq!(encode_ref::<[u8]>(bytes.borrow()), encode(&bytes));
+            let b = Bytes::from(bytes.clone());
+            prop_assert_eq!(encode_ref::<[u8]>(b.borrow()), encode(&b));
+            prop_assert_eq!(encode_ref::<str>(text.borrow()), encode(&text));
+            prop_assert_eq!(encode_ref::<[u8]>(arr.borrow()), encode(&arr));
+            prop_assert_eq!(encode_ref(&(7u16, text.clone())), encode(&(7u16, text)));
+        }
+
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
             let _ = decode::<(String, Option<u64>, Vec<u8>)>(&bytes);

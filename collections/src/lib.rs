@@ -23,6 +23,7 @@ pub mod value;
 
 pub use db::{Database, DatabaseBuilder, DatabaseSnapshot};
 pub use error::{Error, Result};
+pub use key::{Key, KeyRef};
 pub use list::{ListSnapshot, PersistentList};
 pub use map::{MapSnapshot, PersistentMap};
 pub use set::{PersistentSet, SetSnapshot};

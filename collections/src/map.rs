@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::db::{Database, DatabaseSnapshot, ValueFormat, key_err, value_err};
 use crate::error::Result;
-use crate::key::{self, Key};
+use crate::key::{self, Key, KeyRef};
 use crate::scan;
 use crate::value;
 
@@ -110,11 +110,16 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
         self.snap.is_empty()
     }
 
-    /// The value of `key`.
-    pub async fn get(&self, key: &K) -> Result<Option<V>> {
+    /// The value of `key` (the key or a borrowed form of it, such as `&str` for a `String`
+    /// key or `&[u8]` for a `Vec<u8>` one: see [`KeyRef`]).
+    pub async fn get<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: KeyRef + ?Sized,
+    {
         match self
             .snap
-            .get_with(&key::encode(key), |b| value::decode::<V>(b))
+            .get_with(&key::encode_ref(key), |b| value::decode::<V>(b))
             .await?
         {
             Some(r) => Ok(Some(r.map_err(|e| value_err(&self.name, e))?.0)),
@@ -122,9 +127,13 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
         }
     }
 
-    /// True if `key` is present.
-    pub async fn contains_key(&self, key: &K) -> Result<bool> {
-        Ok(self.snap.contains(&key::encode(key)).await?)
+    /// True if `key` is present (the key or a borrowed form of it, see [`KeyRef`]).
+    pub async fn contains_key<Q>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: KeyRef + ?Sized,
+    {
+        Ok(self.snap.contains(&key::encode_ref(key)).await?)
     }
 
     /// Entries with keys in `range`, ascending. The stream owns the snapshot (`'static`;
@@ -261,13 +270,22 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         }
     }
 
-    /// The value of `key` (newest published version).
-    pub async fn get(&self, key: &K) -> Result<Option<V>> {
+    /// The value of `key` (newest published version). `key` is the key or a borrowed form
+    /// of it, such as `&str` for a `String` key or `&[u8]` for a `Vec<u8>` one ([`KeyRef`]).
+    pub async fn get<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: KeyRef + ?Sized,
+    {
         self.snapshot().get(key).await
     }
 
-    /// True if `key` is present.
-    pub async fn contains_key(&self, key: &K) -> Result<bool> {
+    /// True if `key` is present (the key or a borrowed form of it, see [`KeyRef`]).
+    pub async fn contains_key<Q>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: KeyRef + ?Sized,
+    {
         self.snapshot().contains_key(key).await
     }
 
@@ -295,11 +313,15 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         old_value(self.name(), r.into_iter().next())
     }
 
-    /// Removes `key`; returns its value.
-    pub async fn remove(&self, key: &K) -> Result<Option<V>> {
+    /// Removes `key` (the key or a borrowed form of it, see [`KeyRef`]); returns its value.
+    pub async fn remove<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: KeyRef + ?Sized,
+    {
         let r = self
             .coll
-            .write(vec![Op::Delete(Bytes::from(key::encode(key)))])
+            .write(vec![Op::Delete(Bytes::from(key::encode_ref(key)))])
             .await?;
         old_value(self.name(), r.into_iter().next())
     }

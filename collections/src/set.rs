@@ -1,5 +1,6 @@
 //! [`PersistentSet`]: an ordered, durable set of typed keys.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
@@ -9,7 +10,7 @@ use persistx_actors::engine::{Collection, Kind, Op, OpResult, Snapshot};
 
 use crate::db::{Database, DatabaseSnapshot, key_err};
 use crate::error::Result;
-use crate::key::{self, Key};
+use crate::key::{self, Key, KeyRef};
 use crate::scan;
 
 /// An ordered set stored in a [`Database`]. `Clone + Send + Sync`. Reads use the newest
@@ -86,9 +87,13 @@ impl<T: Key> SetSnapshot<T> {
         self.snap.is_empty()
     }
 
-    /// True if `item` is a member.
-    pub async fn contains(&self, item: &T) -> Result<bool> {
-        Ok(self.snap.contains(&key::encode(item)).await?)
+    /// True if `item` (or a borrowed form of it, see [`KeyRef`]) is a member.
+    pub async fn contains<Q>(&self, item: &Q) -> Result<bool>
+    where
+        T: Borrow<Q>,
+        Q: KeyRef + ?Sized,
+    {
+        Ok(self.snap.contains(&key::encode_ref(item)).await?)
     }
 
     /// Members in `range`, ascending; the stream owns the snapshot.
@@ -233,11 +238,15 @@ impl<T: Key> PersistentSet<T> {
         Ok(matches!(r.first(), Some(OpResult::Existed(false))))
     }
 
-    /// Removes `item`; true if it was a member.
-    pub async fn remove(&self, item: &T) -> Result<bool> {
+    /// Removes `item` (or a borrowed form of it, see [`KeyRef`]); true if it was a member.
+    pub async fn remove<Q>(&self, item: &Q) -> Result<bool>
+    where
+        T: Borrow<Q>,
+        Q: KeyRef + ?Sized,
+    {
         let r = self
             .coll
-            .write(vec![Op::Unset(Bytes::from(key::encode(item)))])
+            .write(vec![Op::Unset(Bytes::from(key::encode_ref(item)))])
             .await?;
         Ok(matches!(r.first(), Some(OpResult::Existed(true))))
     }
@@ -252,8 +261,12 @@ impl<T: Key> PersistentSet<T> {
         Ok(())
     }
 
-    /// True if `item` is a member.
-    pub async fn contains(&self, item: &T) -> Result<bool> {
+    /// True if `item` (or a borrowed form of it, see [`KeyRef`]) is a member.
+    pub async fn contains<Q>(&self, item: &Q) -> Result<bool>
+    where
+        T: Borrow<Q>,
+        Q: KeyRef + ?Sized,
+    {
         self.snapshot().contains(item).await
     }
 

@@ -83,6 +83,41 @@ fn futures_are_send() {
     };
 }
 
+/// Lookups and removals take a key's borrowed form (`&[u8]` for `Vec<u8>` and `Bytes`
+/// keys, `&str` for `String` keys) and find exactly what the owned key stored.
+#[test]
+fn borrowed_key_forms_find_owned_keys() {
+    rt().block_on(async {
+        let db = Database::in_memory().await.unwrap();
+        let blobs: PersistentMap<Vec<u8>, u32> = db.map("blobs").await.unwrap();
+        let raw: PersistentMap<bytes::Bytes, u32> = db.map("raw").await.unwrap();
+        let names: PersistentSet<String> = db.set("names").await.unwrap();
+        for (i, k) in [&b"a\0b"[..], b"", b"\xff\x00", b"abc"]
+            .into_iter()
+            .enumerate()
+        {
+            blobs.insert(k.to_vec(), i as u32).await.unwrap();
+            raw.insert(bytes::Bytes::copy_from_slice(k), i as u32)
+                .await
+                .unwrap();
+            assert_eq!(blobs.get(k).await.unwrap(), Some(i as u32));
+            assert_eq!(blobs.get(&k.to_vec()).await.unwrap(), Some(i as u32));
+            assert_eq!(raw.get(k).await.unwrap(), Some(i as u32));
+            assert!(blobs.contains_key(k).await.unwrap());
+        }
+        assert_eq!(blobs.get(&b"a"[..]).await.unwrap(), None);
+        assert_eq!(blobs.remove(&b"abc"[..]).await.unwrap(), Some(3));
+        assert_eq!(blobs.get(&b"abc"[..]).await.unwrap(), None);
+        assert_eq!(blobs.len(), 3);
+        assert!(names.insert("ada".to_string()).await.unwrap());
+        assert!(names.contains("ada").await.unwrap());
+        assert!(!names.contains("bob").await.unwrap());
+        assert!(names.remove("ada").await.unwrap());
+        assert!(names.is_empty());
+        db.close().await.unwrap();
+    });
+}
+
 #[test]
 fn map_methods_and_reopen() {
     rt().block_on(async {
@@ -314,7 +349,10 @@ fn bad_input_gets_clear_errors_and_changes_nothing() {
             "{e}"
         );
         assert_eq!(m.len(), 1);
-        assert_eq!(m.get(&"k".into()).await.unwrap(), Some(vec![1]));
+        assert_eq!(m.get("k").await.unwrap(), Some(vec![1]));
+        assert_eq!(m.get(&"k".to_string()).await.unwrap(), Some(vec![1]));
+        assert!(m.contains_key("k").await.unwrap());
+        assert!(!m.contains_key("k2").await.unwrap());
         db.close().await.unwrap();
 
         // A folder with other files is not a database.

@@ -97,7 +97,7 @@ impl Session for PersistxSession<'_> {
     }
 
     fn get(&mut self, key: &[u8], value: &mut Vec<u8>) -> Result<bool> {
-        match self.e.rt.block_on(self.e.map.get(&key.to_vec()))? {
+        match self.e.rt.block_on(self.e.map.get(key))? {
             Some(v) => {
                 *value = v;
                 Ok(true)
