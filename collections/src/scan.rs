@@ -48,35 +48,51 @@ pub(crate) fn range(
     hi: Bound<Vec<u8>>,
     forward: bool,
 ) -> impl Stream<Item = Result<(Bytes, Bytes)>> + Send + 'static {
-    let state = State {
-        snap,
-        cursor: None,
-        lo,
-        hi,
-        forward,
-    };
+    let state = State::new(snap, lo, hi, forward);
     futures::stream::try_unfold(state, |mut st| async move {
-        if st.cursor.is_none() {
-            let start = if st.forward {
-                as_ref(&st.lo)
-            } else {
-                as_ref(&st.hi)
-            };
-            st.cursor = Some(st.snap.cursor(start, st.forward).await?);
-        }
+        st.open().await?;
         let Some(cursor) = st.cursor.as_mut() else {
             return Ok(None);
         };
         match st.snap.step(cursor, st.forward).await? {
-            Some((k, v))
-                if (st.forward && below_hi(&k, &st.hi))
-                    || (!st.forward && above_lo(&k, &st.lo)) =>
-            {
-                Ok(Some(((k, v), st)))
-            }
+            Some((k, v)) if inside(&k, st.forward, &st.lo, &st.hi) => Ok(Some(((k, v), st))),
             _ => Ok(None),
         }
     })
+}
+
+impl State {
+    fn new(snap: Snapshot, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>, forward: bool) -> Self {
+        State {
+            snap,
+            cursor: None,
+            lo,
+            hi,
+            forward,
+        }
+    }
+
+    /// Places the cursor at the scan's start, the first time.
+    async fn open(&mut self) -> Result<()> {
+        if self.cursor.is_none() {
+            let start = if self.forward {
+                as_ref(&self.lo)
+            } else {
+                as_ref(&self.hi)
+            };
+            self.cursor = Some(self.snap.cursor(start, self.forward).await?);
+        }
+        Ok(())
+    }
+}
+
+/// True if `k`, met scanning forward (or backward), is still inside the scan's far bound.
+fn inside(k: &[u8], forward: bool, lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
+    if forward {
+        below_hi(k, hi)
+    } else {
+        above_lo(k, lo)
+    }
 }
 
 /// Entries of `snap` with keys in `(lo, hi)` as `decode` makes them from the stored bytes,
@@ -95,13 +111,7 @@ where
     T: Send + 'static,
     D: Fn(&[u8], &[u8]) -> Result<T> + Send + Sync + 'static,
 {
-    let state = State {
-        snap,
-        cursor: None,
-        lo,
-        hi,
-        forward,
-    };
+    let state = State::new(snap, lo, hi, forward);
     futures::stream::unfold(Some((state, decode)), move |st| async move {
         let (mut st, decode) = st?;
         match next_with(&mut st, values, &decode).await {
@@ -117,14 +127,7 @@ async fn next_with<T, D>(st: &mut State, values: bool, decode: &D) -> Result<Opt
 where
     D: Fn(&[u8], &[u8]) -> Result<T> + Sync,
 {
-    if st.cursor.is_none() {
-        let start = if st.forward {
-            as_ref(&st.lo)
-        } else {
-            as_ref(&st.hi)
-        };
-        st.cursor = Some(st.snap.cursor(start, st.forward).await?);
-    }
+    st.open().await?;
     let State {
         snap,
         cursor,
@@ -136,13 +139,7 @@ where
         return Ok(None);
     };
     let forward = *forward;
-    let inside = |k: &[u8]| {
-        if forward {
-            below_hi(k, hi)
-        } else {
-            above_lo(k, lo)
-        }
-    };
+    let inside = |k: &[u8]| inside(k, forward, lo, hi);
     let got = if values {
         snap.step_with(cursor, forward, |k, v| inside(k).then(|| decode(k, v)))
             .await?
