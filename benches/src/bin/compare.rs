@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use persistx_benches::Result;
+use persistx_benches::compare::persistx_engine;
 use persistx_benches::compare::report::{self, EngineReport};
 use persistx_benches::compare::workload::Workload;
 use persistx_benches::compare::{DEFAULT_ENGINES, ENGINE_NAMES, SUBJECT, run_engine};
@@ -85,6 +86,11 @@ struct Args {
     /// Removed and kept keys checked after phase 7, each.
     #[arg(long, default_value_t = 1000)]
     remove_checks: usize,
+    /// Memory budget of the PersistX database in MiB [default: PersistX's own, 64 MiB]. A
+    /// larger one lets PersistX keep more of the tree in its buffer pool, as redb's default
+    /// 1 GiB cache does: for comparing at equal memory. The table's title says when it is set.
+    #[arg(long)]
+    persistx_cache_mib: Option<usize>,
     /// Child mode (used by the parent): run only this engine in --dir and print one JSON
     /// line.
     #[arg(long)]
@@ -192,7 +198,11 @@ fn parent(args: &Args) -> Result<()> {
     for engine in &engines {
         let dir = root.join(engine);
         let t = Instant::now();
-        let output = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if let Some(mib) = args.persistx_cache_mib {
+            command.env(persistx_engine::CACHE_ENV, mib.to_string());
+        }
+        let output = command
             .arg("--engine")
             .arg(engine)
             .arg("--dir")
@@ -240,6 +250,7 @@ fn parent(args: &Args) -> Result<()> {
         &engines,
         &reports,
         started.elapsed().as_secs_f64(),
+        args.persistx_cache_mib,
     );
     if args.keep {
         let kept = tmp.keep();
@@ -248,7 +259,13 @@ fn parent(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn print_report(workload: &Workload, engines: &[String], reports: &[EngineReport], secs: f64) {
+fn print_report(
+    workload: &Workload,
+    engines: &[String],
+    reports: &[EngineReport],
+    secs: f64,
+    persistx_cache_mib: Option<usize>,
+) {
     println!("## compare: {}\n", engines.join(", "));
     println!(
         "{} pairs bulk-loaded ({}-byte keys, {}-byte values), seed {:#x}; {} engines in {:.0} s.\n",
@@ -259,6 +276,9 @@ fn print_report(workload: &Workload, engines: &[String], reports: &[EngineReport
         reports.len(),
         secs
     );
+    if let Some(mib) = persistx_cache_mib.filter(|_| engines.iter().any(|e| e == SUBJECT)) {
+        println!("PersistX's memory budget: {mib} MiB (not its default of 64 MiB).\n");
+    }
     print!("{}", report::markdown(workload, reports));
     println!();
     if !engines.iter().any(|e| e == SUBJECT) {

@@ -1,6 +1,7 @@
 //! PersistX: one `PersistentMap<Vec<u8>, Vec<u8>>` (byte keys are stored as they are; byte
-//! values carry a one-byte header) in a database with the default options: 64 MiB cache,
-//! `Durability::Immediate`, io_uring where available.
+//! values carry a one-byte header) in a database with the default options: 64 MiB cache
+//! (another with the parent's `--persistx-cache-mib`, see [`CACHE_ENV`]),
+//! `Durability::Immediate`, io_uring where available. Reads pass the key as `&[u8]`.
 //!
 //! Durability: every write returns after the write-ahead log's record is durable
 //! (`O_DIRECT | O_DSYNC` tail-block write, or write + `fdatasync`); a write too large for
@@ -18,6 +19,10 @@ use persistx::{Database, PersistentMap};
 
 use crate::Result;
 use crate::compare::engine::{Engine, Pair, Session};
+
+/// Environment variable through which the parent's `--persistx-cache-mib` reaches the
+/// child: the database's memory budget in MiB (unset: PersistX's default).
+pub const CACHE_ENV: &str = "PERSISTX_COMPARE_CACHE_MIB";
 
 /// An open PersistX database and its map.
 #[derive(Debug)]
@@ -37,8 +42,19 @@ impl Engine for PersistxEngine {
             .worker_threads(2)
             .enable_all()
             .build()?;
+        let cache_mib = match std::env::var(CACHE_ENV) {
+            Ok(v) => Some(
+                v.parse::<usize>()
+                    .map_err(|e| format!("{CACHE_ENV}={v:?} is not a number of MiB: {e}"))?,
+            ),
+            Err(_) => None,
+        };
         let (db, map) = rt.block_on(async {
-            let db = Database::open(dir.join("db")).await?;
+            let mut builder = Database::builder();
+            if let Some(mib) = cache_mib {
+                builder = builder.cache_size(mib << 20);
+            }
+            let db = builder.open(dir.join("db")).await?;
             let map = db.map::<Vec<u8>, Vec<u8>>("kv").await?;
             Ok::<_, persistx::Error>((db, map))
         })?;
