@@ -10,7 +10,7 @@
 //! | `i8`..`i128`, `isize` | sign bit flipped, then big-endian (`isize` as `i64`) |
 //! | `bool` | one byte, 0 or 1 |
 //! | `char` | its scalar value as a big-endian `u32` |
-//! | `String`, `&str`, `Vec<u8>`, `Bytes`, `[u8]` | last in the key: the raw bytes; elsewhere: each `0x00` written as `0x00 0xFF`, then `0x00 0x00` |
+//! | `String`, `Vec<u8>`, `Bytes` (and, for lookups, `str` and `[u8]`: [`KeyRef`]) | last in the key: the raw bytes; elsewhere: each `0x00` written as `0x00 0xFF`, then `0x00 0x00` |
 //! | `Option<T>` | `0x00` for `None`; `0x01` then `T` |
 //! | tuples (up to 6), `[T; N]` | the elements in order |
 //!
@@ -81,6 +81,10 @@ pub fn encode<K: Key>(key: &K) -> Vec<u8> {
 /// db.close().await?;
 /// # Ok::<(), persistx_collections::Error>(()) }).unwrap();
 /// ```
+///
+/// Implementing it for a type of your own: if `K: Borrow<Q>`, `Q`'s `encode_whole` must write
+/// exactly the bytes [`encode`] writes for the `K` it borrows from (as `std` asks `Borrow`
+/// to keep `Eq`, `Ord` and `Hash`); otherwise a lookup by `Q` silently misses.
 pub trait KeyRef {
     /// Appends the encoding of the whole key.
     fn encode_whole(&self, out: &mut Vec<u8>);

@@ -128,18 +128,24 @@ impl<T: DeserializeOwned + 'static> ListSnapshot<T> {
         let snap = self.snap.clone();
         let name = self.name.clone();
         futures::stream::once(async move {
-            // `None`: `start` is the length, so `count` is 0 and nothing is read.
-            let lo = match snap.nth(start).await? {
-                Some((k, _)) => Bound::Included(k.to_vec()),
-                None => Bound::Unbounded,
+            // An empty range reads nothing. A start the snapshot lacks (only a damaged count
+            // could make one) gives nothing either, rather than elements from elsewhere.
+            let lo = if count == 0 {
+                None
+            } else {
+                snap.key_at(start).await?
+            };
+            let Some(lo) = lo else {
+                return Ok::<_, Error>(futures::stream::empty().boxed());
             };
             let element = move |_: &[u8], v: &[u8]| decode(&name, v);
-            Ok::<_, Error>(
-                scan::range_with(snap, (lo, Bound::Unbounded), true, true, element).take(count),
-            )
+            let bounds = (Bound::Included(lo.to_vec()), Bound::Unbounded);
+            Ok(scan::range_with(snap, bounds, true, true, element)
+                .take(count)
+                .boxed())
         })
         .map(|r| match r {
-            Ok(s) => s.boxed(),
+            Ok(s) => s,
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         })
         .flatten()

@@ -141,7 +141,7 @@ where
     let forward = *forward;
     let inside = |k: &[u8]| inside(k, forward, lo, hi);
     let got = if values {
-        snap.step_with(cursor, forward, |k, v| inside(k).then(|| decode(k, v)))
+        snap.step_with(cursor, forward, inside, |k, v| decode(k, v))
             .await?
     } else {
         snap.step_key_with(cursor, forward, |k| inside(k).then(|| decode(k, &[])))

@@ -41,6 +41,11 @@ fn futures_are_send() {
     handle::<PersistentMap<u64, User>>();
     handle::<PersistentSet<String>>();
     handle::<PersistentList<Vec<u8>>>();
+    let _ = |names: PersistentMap<String, u64>, blobs: PersistentSet<Vec<u8>>| {
+        send(names.get("a"));
+        send(names.remove("a"));
+        send(blobs.contains(&b"a"[..]));
+    };
     let _ = |db: Database,
              m: PersistentMap<u64, User>,
              s: PersistentSet<u64>,
@@ -56,6 +61,12 @@ fn futures_are_send() {
         send(db.verify());
         send(db.close());
         send(m.get(&1));
+        send(m.contains_key(&1));
+        send(m.snapshot().keys());
+        send(m.snapshot().range_rev(..));
+        send(s.contains(&1));
+        send(s.range(..));
+        send(l.range(1..));
         send(m.insert(
             1,
             User {
@@ -81,6 +92,44 @@ fn futures_are_send() {
         send(l.iter());
         send(l.truncate(0));
     };
+}
+
+/// A bounded scan stops at the first key past its bound without reading that entry's long
+/// value, in both directions; `keys()` never reads values.
+#[test]
+fn bounded_scans_do_not_read_the_value_past_the_bound() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path()).await.unwrap();
+        let m: PersistentMap<u32, Vec<u8>> = db.map("m").await.unwrap();
+        let big = vec![7u8; 400_000]; // about 100 overflow pages
+        m.insert(1, big.clone()).await.unwrap();
+        m.insert(2, vec![2]).await.unwrap();
+        m.insert(3, big.clone()).await.unwrap();
+        db.close().await.unwrap();
+        let db = Database::open(dir.path()).await.unwrap();
+        let m: PersistentMap<u32, Vec<u8>> = db.map("m").await.unwrap();
+        let reads = || async { db.stats().await.unwrap().page_reads };
+        let before = reads().await;
+        let got: Vec<(u32, Vec<u8>)> = m.range(2..3).try_collect().await.unwrap();
+        assert_eq!(got, vec![(2, vec![2])]);
+        let got: Vec<(u32, Vec<u8>)> = m.snapshot().range_rev(2..=2).try_collect().await.unwrap();
+        assert_eq!(got, vec![(2, vec![2])]);
+        let keys: Vec<u32> = m.snapshot().keys().try_collect().await.unwrap();
+        assert_eq!(keys, vec![1, 2, 3]);
+        let read = reads().await - before;
+        assert!(
+            read < 20,
+            "{read} pages read for scans that need no long value"
+        );
+        let got: Vec<(u32, Vec<u8>)> = m.range(3..).try_collect().await.unwrap();
+        assert_eq!(got, vec![(3, big)]);
+        assert!(
+            reads().await - before >= 90,
+            "the long value in range is read"
+        );
+        db.close().await.unwrap();
+    });
 }
 
 /// Lookups and removals take a key's borrowed form (`&[u8]` for `Vec<u8>` and `Bytes`
@@ -675,7 +724,16 @@ proptest! {
             let all: Vec<(u8, String)> = s.iter().try_collect().await.unwrap();
             assert_eq!(all, sm.into_iter().collect::<Vec<_>>());
             let all: Vec<u32> = l.iter().try_collect().await.unwrap();
-            assert_eq!(all, lm.into_iter().collect::<Vec<_>>());
+            assert_eq!(all, lm.iter().copied().collect::<Vec<_>>());
+            // Ranges of positions, clamped to the length as the list documents.
+            let len = lm.len() as u64;
+            for _ in 0..8 {
+                let (a, b) = (rng.random_range(0..=len + 2), rng.random_range(0..=len + 2));
+                let got: Vec<u32> = l.range(a..b).try_collect().await.unwrap();
+                let (lo, hi) = (a.min(len) as usize, b.min(len) as usize);
+                let want: Vec<u32> = if lo < hi { lm.range(lo..hi).copied().collect() } else { Vec::new() };
+                assert_eq!(got, want, "range {a}..{b} of {len}");
+            }
             db.close().await.unwrap();
         });
     }

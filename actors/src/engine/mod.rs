@@ -686,6 +686,12 @@ impl Snapshot {
         tree::get_with(&*self.pages, &root, key, f).await
     }
 
+    /// The key at position `index` (its value is not read).
+    pub async fn key_at(&self, index: u64) -> Result<Option<Bytes>> {
+        let root = self.read_root().await?;
+        Ok(tree::nth(&*self.pages, &root, index).await?.map(|(k, _)| k))
+    }
+
     /// The entry at position `index`.
     pub async fn nth(&self, index: u64) -> Result<Option<(Bytes, Bytes)>> {
         let root = self.read_root().await?;
@@ -734,28 +740,36 @@ impl Snapshot {
     }
 
     /// Moves a cursor of this snapshot and hands the entry passed to `f` by reference (an
-    /// overflow value is read first; otherwise nothing is copied).
+    /// overflow value is read first; otherwise nothing is copied), if `keep` accepts its key:
+    /// `Some(None)` when it does not, and then the value is not read (a scan's first entry
+    /// past its far bound costs no overflow read).
     pub async fn step_with<R>(
         &self,
         cursor: &mut tree::Cursor,
         forward: bool,
+        keep: impl FnOnce(&[u8]) -> bool + Send,
         f: impl FnOnce(&[u8], &[u8]) -> R + Send,
-    ) -> Result<Option<R>> {
+    ) -> Result<Option<Option<R>>> {
         let mut f = Some(f);
         let got = cursor
-            .step_with(&*self.pages, forward, |k, v| match v {
-                tree::ValRef::Inline(v) => Ok(f.take().map(|f| f(k, v))),
-                tree::ValRef::Overflow { len, first_page } => {
-                    Err((Bytes::copy_from_slice(k), len, first_page))
+            .step_with(&*self.pages, forward, |k, v| {
+                if !keep(k) {
+                    return Ok(None);
+                }
+                match v {
+                    tree::ValRef::Inline(v) => Ok(f.take().map(|f| f(k, v))),
+                    tree::ValRef::Overflow { len, first_page } => {
+                        Err((Bytes::copy_from_slice(k), len, first_page))
+                    }
                 }
             })
             .await?;
         match got {
             None => Ok(None),
-            Some(Ok(r)) => Ok(r),
+            Some(Ok(r)) => Ok(Some(r)),
             Some(Err((k, len, first_page))) => {
                 let v = self.pages.overflow(first_page, len).await?;
-                Ok(f.take().map(|f| f(&k, &v)))
+                Ok(Some(f.take().map(|f| f(&k, &v))))
             }
         }
     }
