@@ -80,6 +80,18 @@ impl<T> std::fmt::Debug for ListSnapshot<T> {
     }
 }
 
+/// The element at `index` of `snap`, decoded (`name` names the list in errors).
+async fn get_at<T: DeserializeOwned + 'static>(
+    snap: &Snapshot,
+    name: &str,
+    index: u64,
+) -> Result<Option<T>> {
+    match snap.nth(index).await? {
+        Some((_, v)) => Ok(Some(decode(name, &v)?)),
+        None => Ok(None),
+    }
+}
+
 fn decode<T: DeserializeOwned + 'static>(name: &str, b: &[u8]) -> Result<T> {
     Ok(value::decode::<T>(b).map_err(|e| value_err(name, e))?.0)
 }
@@ -97,10 +109,7 @@ impl<T: DeserializeOwned + 'static> ListSnapshot<T> {
 
     /// The element at `index`.
     pub async fn get(&self, index: u64) -> Result<Option<T>> {
-        match self.snap.nth(index).await? {
-            Some((_, v)) => Ok(Some(decode(&self.name, &v)?)),
-            None => Ok(None),
-        }
+        get_at(&self.snap, &self.name, index).await
     }
 
     /// The elements at positions in `range`, in order; the stream owns the snapshot.
@@ -254,7 +263,8 @@ impl<T: Serialize + DeserializeOwned + 'static> PersistentList<T> {
 
     /// The element at `index`.
     pub async fn get(&self, index: u64) -> Result<Option<T>> {
-        self.snapshot().get(index).await
+        // Straight from the collection's snapshot: a `ListSnapshot` would copy the name.
+        get_at(&self.coll.snapshot(), self.name(), index).await
     }
 
     /// Replaces the element at `index`; returns the old one.

@@ -89,6 +89,18 @@ impl<K, V> std::fmt::Debug for MapSnapshot<K, V> {
     }
 }
 
+/// The value of the encoded `key` in `snap`, decoded (`name` names the map in errors).
+async fn get_in<V: DeserializeOwned + 'static>(
+    snap: &Snapshot,
+    name: &str,
+    key: &[u8],
+) -> Result<Option<V>> {
+    match snap.get_with(key, |b| value::decode::<V>(b)).await? {
+        Some(r) => Ok(Some(r.map_err(|e| value_err(name, e))?.0)),
+        None => Ok(None),
+    }
+}
+
 pub(crate) fn decode_entry<K: Key, V: DeserializeOwned + 'static>(
     name: &str,
     k: &[u8],
@@ -117,14 +129,7 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
         K: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        match self
-            .snap
-            .get_with(&key::encode_ref(key), |b| value::decode::<V>(b))
-            .await?
-        {
-            Some(r) => Ok(Some(r.map_err(|e| value_err(&self.name, e))?.0)),
-            None => Ok(None),
-        }
+        get_in(&self.snap, &self.name, &key::encode_ref(key)).await
     }
 
     /// True if `key` is present (the key or a borrowed form of it, see [`KeyRef`]).
@@ -277,7 +282,8 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         K: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        self.snapshot().get(key).await
+        // Straight from the collection's snapshot: a `MapSnapshot` would copy the name.
+        get_in(&self.coll.snapshot(), self.name(), &key::encode_ref(key)).await
     }
 
     /// True if `key` is present (the key or a borrowed form of it, see [`KeyRef`]).
@@ -286,7 +292,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         K: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        self.snapshot().contains_key(key).await
+        Ok(self.coll.snapshot().contains(&key::encode_ref(key)).await?)
     }
 
     /// Entries (O(1)).

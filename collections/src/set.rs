@@ -267,7 +267,11 @@ impl<T: Key> PersistentSet<T> {
         T: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        self.snapshot().contains(item).await
+        Ok(self
+            .coll
+            .snapshot()
+            .contains(&key::encode_ref(item))
+            .await?)
     }
 
     /// Members (O(1)).
