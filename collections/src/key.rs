@@ -56,10 +56,10 @@ pub trait Key: Ord + Sized {
     fn decode_key(input: &mut &[u8], last: bool) -> Result<Self, KeyError>;
 }
 
-/// The bytes of a whole key.
-pub fn encode<K: Key>(key: &K) -> Vec<u8> {
+/// The bytes of a whole key, given as itself or as a borrowed form ([`KeyRef`]).
+pub fn encode<Q: KeyRef + ?Sized>(key: &Q) -> Vec<u8> {
     let mut out = Vec::new();
-    key.encode_key(&mut out, true);
+    key.encode_whole(&mut out);
     out
 }
 
@@ -106,13 +106,6 @@ impl KeyRef for str {
     fn encode_whole(&self, out: &mut Vec<u8>) {
         encode_bytes(self.as_bytes(), out, true);
     }
-}
-
-/// The bytes of a whole key given by a [`KeyRef`].
-pub fn encode_ref<Q: KeyRef + ?Sized>(key: &Q) -> Vec<u8> {
-    let mut out = Vec::new();
-    key.encode_whole(&mut out);
-    out
 }
 
 /// Decodes a whole key; every byte must belong to it.
@@ -460,12 +453,12 @@ mod tests {
             arr in proptest::array::uniform4(any::<u8>()),
         ) {
             use std::borrow::Borrow;
-            prop_assert_eq!(encode_ref::<[u8]>(bytes.borrow()), encode(&bytes));
+            prop_assert_eq!(encode::<[u8]>(bytes.borrow()), encode(&bytes));
             let b = Bytes::from(bytes.clone());
-            prop_assert_eq!(encode_ref::<[u8]>(b.borrow()), encode(&b));
-            prop_assert_eq!(encode_ref::<str>(text.borrow()), encode(&text));
-            prop_assert_eq!(encode_ref::<[u8]>(arr.borrow()), encode(&arr));
-            prop_assert_eq!(encode_ref(&(7u16, text.clone())), encode(&(7u16, text)));
+            prop_assert_eq!(encode::<[u8]>(b.borrow()), encode(&b));
+            prop_assert_eq!(encode::<str>(text.borrow()), encode(&text));
+            prop_assert_eq!(encode::<[u8]>(arr.borrow()), encode(&arr));
+            prop_assert_eq!(encode(&(7u16, text.clone())), encode(&(7u16, text)));
         }
 
         #[test]

@@ -129,7 +129,7 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
         K: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        get_in(&self.snap, &self.name, &key::encode_ref(key)).await
+        get_in(&self.snap, &self.name, &key::encode(key)).await
     }
 
     /// True if `key` is present (the key or a borrowed form of it, see [`KeyRef`]).
@@ -138,7 +138,7 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
         K: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        Ok(self.snap.contains(&key::encode_ref(key)).await?)
+        Ok(self.snap.contains(&key::encode(key)).await?)
     }
 
     /// Entries with keys in `range`, ascending. The stream owns the snapshot (`'static`;
@@ -283,7 +283,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         Q: KeyRef + ?Sized,
     {
         // Straight from the collection's snapshot: a `MapSnapshot` would copy the name.
-        get_in(&self.coll.snapshot(), self.name(), &key::encode_ref(key)).await
+        get_in(&self.coll.snapshot(), self.name(), &key::encode(key)).await
     }
 
     /// True if `key` is present (the key or a borrowed form of it, see [`KeyRef`]).
@@ -292,7 +292,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         K: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        Ok(self.coll.snapshot().contains(&key::encode_ref(key)).await?)
+        Ok(self.coll.snapshot().contains(&key::encode(key)).await?)
     }
 
     /// Entries (O(1)).
@@ -327,7 +327,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
     {
         let r = self
             .coll
-            .write(vec![Op::Delete(Bytes::from(key::encode_ref(key)))])
+            .write(vec![Op::Delete(Bytes::from(key::encode(key)))])
             .await?;
         old_value(self.name(), r.into_iter().next())
     }

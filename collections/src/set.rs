@@ -93,7 +93,7 @@ impl<T: Key> SetSnapshot<T> {
         T: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        Ok(self.snap.contains(&key::encode_ref(item)).await?)
+        Ok(self.snap.contains(&key::encode(item)).await?)
     }
 
     /// Members in `range`, ascending; the stream owns the snapshot.
@@ -246,7 +246,7 @@ impl<T: Key> PersistentSet<T> {
     {
         let r = self
             .coll
-            .write(vec![Op::Unset(Bytes::from(key::encode_ref(item)))])
+            .write(vec![Op::Unset(Bytes::from(key::encode(item)))])
             .await?;
         Ok(matches!(r.first(), Some(OpResult::Existed(true))))
     }
@@ -267,11 +267,7 @@ impl<T: Key> PersistentSet<T> {
         T: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        Ok(self
-            .coll
-            .snapshot()
-            .contains(&key::encode_ref(item))
-            .await?)
+        Ok(self.coll.snapshot().contains(&key::encode(item)).await?)
     }
 
     /// Members (O(1)).
