@@ -19,6 +19,9 @@ use crate::Result;
 /// A key and its value.
 pub type Pair<'a> = (&'a [u8], &'a [u8]);
 
+/// A key and its value, owned (what a range read returns).
+pub type OwnedPair = (Vec<u8>, Vec<u8>);
+
 /// An open database of one engine.
 pub trait Engine: Sync + Sized {
     /// Name on the command line and in the table.
@@ -81,6 +84,27 @@ pub trait Session {
     /// `true`.
     fn get(&mut self, key: &[u8], value: &mut Vec<u8>) -> Result<bool>;
 
+    /// Looks up every key of `keys`, one after the other, and hands each answer (the value,
+    /// or `None` if the key is absent) to `check` before the next lookup starts (phase 5:
+    /// one reader's lookups).
+    ///
+    /// The default calls [`Session::get`] in a loop on the calling thread, the natural use of
+    /// a synchronous engine. An async engine may run the same loop as its users' code would,
+    /// awaiting each lookup in turn in one async block, instead of bridging every lookup to
+    /// its runtime on its own.
+    fn get_each<'k>(
+        &mut self,
+        keys: &mut dyn Iterator<Item = &'k [u8]>,
+        check: &mut dyn FnMut(Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        let mut value = Vec::new();
+        for key in keys {
+            let found = self.get(key, &mut value)?;
+            check(found.then_some(value.as_slice()))?;
+        }
+        Ok(())
+    }
+
     /// Replaces the contents of `out` with the first `limit` entries whose key is `>= start`,
     /// in ascending key order.
     fn range(
@@ -89,6 +113,24 @@ pub trait Session {
         limit: usize,
         out: &mut Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<()>;
+
+    /// Reads the first `limit` entries from each key of `starts` on (as [`Session::range`]),
+    /// one range after the other, and hands each range to `check` before the next starts
+    /// (phase 6). The default calls [`Session::range`] in a loop; an async engine may await
+    /// the ranges in one async block (see [`Session::get_each`]).
+    fn range_each<'k>(
+        &mut self,
+        starts: &mut dyn Iterator<Item = &'k [u8]>,
+        limit: usize,
+        check: &mut dyn FnMut(&[OwnedPair]) -> Result<()>,
+    ) -> Result<()> {
+        let mut out = Vec::with_capacity(limit);
+        for start in starts {
+            self.range(start, limit, &mut out)?;
+            check(&out)?;
+        }
+        Ok(())
+    }
 
     /// Removes `keys` in one transaction and commits durably.
     fn remove_batch_durable(&mut self, keys: &[&[u8]]) -> Result<()>;

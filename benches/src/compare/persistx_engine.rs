@@ -18,7 +18,7 @@ use futures::StreamExt;
 use persistx::{Database, PersistentMap};
 
 use crate::Result;
-use crate::compare::engine::{Engine, Pair, Session};
+use crate::compare::engine::{Engine, OwnedPair, Pair, Session};
 
 /// Environment variable through which the parent's `--persistx-cache-mib` reaches the
 /// child: the database's memory budget in MiB (unset: PersistX's default).
@@ -120,6 +120,46 @@ impl Session for PersistxSession<'_> {
             }
             None => Ok(false),
         }
+    }
+
+    /// The lookups run as a tokio program's reader would: one async block on the calling
+    /// thread awaits each lookup in turn (one `block_on` for the whole loop, not one per
+    /// lookup).
+    fn get_each<'k>(
+        &mut self,
+        keys: &mut dyn Iterator<Item = &'k [u8]>,
+        check: &mut dyn FnMut(Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        let map = &self.e.map;
+        self.e.rt.block_on(async {
+            for key in keys {
+                let found = map.get(key).await?;
+                check(found.as_deref())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// As [`PersistxSession::get_each`]: one async block awaits each range in turn.
+    fn range_each<'k>(
+        &mut self,
+        starts: &mut dyn Iterator<Item = &'k [u8]>,
+        limit: usize,
+        check: &mut dyn FnMut(&[OwnedPair]) -> Result<()>,
+    ) -> Result<()> {
+        let map = &self.e.map;
+        self.e.rt.block_on(async {
+            let mut out = Vec::with_capacity(limit);
+            for start in starts {
+                out.clear();
+                let mut stream = std::pin::pin!(map.range(start.to_vec()..).take(limit));
+                while let Some(entry) = stream.next().await {
+                    out.push(entry?);
+                }
+                check(&out)?;
+            }
+            Ok(())
+        })
     }
 
     fn range(

@@ -16,6 +16,7 @@
 //! checked against the dataset. Any wrong answer ends the run with an error that names the
 //! engine, the phase, the pair and what was expected.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
@@ -186,14 +187,26 @@ fn check_get<S: Session>(
     i: usize,
     value: &mut Vec<u8>,
 ) -> Result<()> {
-    if !s.get(ds.key(i), value)? {
+    let found = s.get(ds.key(i), value)?;
+    check_value(name, phase, ds, i, found.then_some(value.as_slice()))
+}
+
+/// Fails unless `found` (a lookup of pair `i`) is pair `i`'s value.
+fn check_value(
+    name: &str,
+    phase: &str,
+    ds: &Dataset,
+    i: usize,
+    found: Option<&[u8]>,
+) -> Result<()> {
+    let Some(value) = found else {
         return Err(format!(
             "{name}: WRONG ANSWER in {phase}: pair #{i} (key {}) not found, expected it present",
             hex_prefix(ds.key(i))
         )
         .into());
-    }
-    if value.as_slice() != ds.value(i) {
+    };
+    if value != ds.value(i) {
         return Err(format!(
             "{name}: WRONG ANSWER in {phase}: pair #{i} (key {}) has value {} ({} bytes), expected {} ({} bytes)",
             hex_prefix(ds.key(i)),
@@ -389,12 +402,17 @@ pub fn run<E: Engine>(w: &Workload, dir: &Path) -> Result<EngineReport> {
                     thread: u32::try_from(t)?,
                 },
             );
-            let mut value = Vec::with_capacity(w.value_len);
-            for _ in 0..n {
+            // The pair of the lookup in flight: `get_each` checks each answer before it
+            // takes the next key.
+            let current = Cell::new(0);
+            let mut keys = (0..n).map(|_| {
                 let i = dataset::pick(&mut rng, w.loaded());
-                check_get(name, "phase 5 (point reads)", rs, &ds, i, &mut value)?;
-            }
-            Ok(())
+                current.set(i);
+                ds.key(i)
+            });
+            rs.get_each(&mut keys, &mut |found| {
+                check_value(name, "phase 5 (point reads)", &ds, current.get(), found)
+            })
         })?;
         let r = rate(w.reads, elapsed);
         log(format!(
@@ -408,13 +426,16 @@ pub fn run<E: Engine>(w: &Workload, dir: &Path) -> Result<EngineReport> {
     // the next ones in the dataset's key order.
     let mut s = engine.session()?;
     let mut rng = dataset::rng(w.seed, Stream::RangeReads);
-    let mut out = Vec::with_capacity(w.range_len);
-    let t = Instant::now();
-    for _ in 0..w.ranges {
+    let current = Cell::new(0);
+    let mut starts = (0..w.ranges).map(|_| {
         let i = dataset::pick(&mut rng, w.loaded());
-        s.range(ds.key(i), w.range_len, &mut out)?;
-        check_range(name, &ds, w.range_len, i, &out)?;
-    }
+        current.set(i);
+        ds.key(i)
+    });
+    let t = Instant::now();
+    s.range_each(&mut starts, w.range_len, &mut |got| {
+        check_range(name, &ds, w.range_len, current.get(), got)
+    })?;
     let elapsed = t.elapsed();
     drop(s);
     let r = rate(w.ranges, elapsed);
