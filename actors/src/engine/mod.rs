@@ -673,7 +673,7 @@ impl Snapshot {
     /// True if `key` is present (its value, even a long one, is not read).
     pub async fn contains(&self, key: &[u8]) -> Result<bool> {
         let root = self.read_root().await?;
-        Ok(tree::get(&*self.pages, &root, key).await?.is_some())
+        tree::contains(&*self.pages, &root, key).await
     }
 
     /// Looks `key` up and hands its value's bytes to `f` (no copy for values in a leaf).
@@ -1015,6 +1015,9 @@ pub struct EngineStats {
     pub checkpoints: u64,
     /// Buffer pool counters.
     pub pool: PoolStats,
+    /// Bytes of interior nodes that their parents keep pinned for lookups (outside the
+    /// pool; see `tree::pin`), and the most they may take.
+    pub pinned_bytes: (usize, usize),
     /// Log counters.
     pub wal: WalStats,
     /// Bytes of the log's segment files.
@@ -1624,6 +1627,7 @@ impl Engine {
             dirty_nodes: self.inner.dirty_nodes.load(Ordering::Relaxed),
             checkpoints: self.inner.checkpoints.load(Ordering::Relaxed),
             pool: self.inner.pages.pool_stats(),
+            pinned_bytes: self.inner.pages.pinned_bytes(),
             wal,
             wal_bytes,
             page_reads,

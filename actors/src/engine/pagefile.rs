@@ -13,7 +13,7 @@ use persistx_io::format::{FormatError, node as fmt};
 use persistx_io::{BufferPool, File, PoolStats};
 
 use crate::error::{Error, Result};
-use crate::tree::{self, Node, PageSource, PageWrite, TreeLimits};
+use crate::tree::{self, Node, PageSource, PageWrite, PinBudget, TreeLimits};
 
 /// Bytes of pages a checkpoint (or a bulk write's spill) encodes before writing them: the
 /// encoded copies of dirty nodes exist a chunk at a time, not all at once.
@@ -25,6 +25,9 @@ pub struct PageFile {
     path: PathBuf,
     limits: TreeLimits,
     pool: BufferPool<Node>,
+    /// What interior nodes pinned by their parents may take (see [`crate::tree::pin`]): a
+    /// quarter of the pool's budget, on top of it.
+    pins: Arc<PinBudget>,
     /// Pages the file holds according to the superblock in force plus what checkpoints
     /// allocated since; a page id at or past it is damage.
     pub(crate) end: AtomicU64,
@@ -52,6 +55,7 @@ impl PageFile {
             path,
             limits: TreeLimits::new(page_size),
             pool: BufferPool::new(pool_budget),
+            pins: Arc::new(PinBudget::new(pool_budget / 4)),
             end: AtomicU64::new(2),
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
@@ -91,6 +95,11 @@ impl PageFile {
     /// Buffer pool counters.
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
+    }
+
+    /// Bytes that pinned interior nodes take, and the most they may take.
+    pub fn pinned_bytes(&self) -> (usize, usize) {
+        (self.pins.used(), self.pins.cap())
     }
 
     /// Pages read from and written to the file so far.
@@ -284,6 +293,10 @@ impl PageFile {
 impl PageSource for PageFile {
     fn cached(&self, page: u64) -> Option<Arc<Node>> {
         self.pool.get_hit(page)
+    }
+
+    fn pin_budget(&self) -> Option<&Arc<PinBudget>> {
+        Some(&self.pins)
     }
 
     async fn node(&self, page: u64) -> Result<Arc<Node>> {

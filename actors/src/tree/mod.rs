@@ -18,6 +18,7 @@
 
 mod cursor;
 pub mod node;
+pub mod pin;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use futures::future::BoxFuture;
 
 pub use cursor::Cursor;
 pub use node::{Child, Delta, Interior, Leaf, Node, Ptr, Seps, TreeLimits, Val, ValRef};
+pub use pin::{PinBudget, Pins};
 
 use crate::error::Result;
 
@@ -39,6 +41,11 @@ pub trait PageSource: Send + Sync {
     /// The node stored at `page` if it is at hand without I/O (a buffer pool hit): lets
     /// reads skip the boxed future of [`PageSource::node`].
     fn cached(&self, _page: u64) -> Option<Arc<Node>> {
+        None
+    }
+    /// The budget that pinned children are charged against (see [`pin`]); `None` pins
+    /// nothing.
+    fn pin_budget(&self) -> Option<&Arc<PinBudget>> {
         None
     }
     /// Reads an overflow value of `len` bytes starting at `first_page`.
@@ -328,25 +335,51 @@ async fn load_for_key<'p>(src: &dyn PageSource, ptr: &'p Ptr, key: &[u8]) -> Res
     })
 }
 
+/// Child `i` of `int` as far as it is at hand without I/O.
+enum Now<'a> {
+    /// Borrowed from `int`: a dirty child, or a pinned one.
+    Borrowed(&'a Node),
+    /// A buffer pool hit.
+    Hit(Arc<Node>),
+    /// Needs [`load_for_key`] (a read, or a delta).
+    Load(Ptr),
+}
+
+/// Child `i` of `int` without I/O: a dirty or pinned child is borrowed, a clean one comes
+/// from the pool (and is pinned if `int` keeps pins and it is an interior node).
+#[inline]
+fn child_now<'a>(src: &dyn PageSource, int: &'a Interior, i: usize) -> Now<'a> {
+    match &int.children[i].ptr {
+        Ptr::Dirty(n) => Now::Borrowed(n),
+        Ptr::Clean(page) => {
+            let page = *page;
+            if let Some(n) = int.pinned(i, page) {
+                return Now::Borrowed(n);
+            }
+            match src.cached(page) {
+                Some(n) => match src.pin_budget().and_then(|b| int.pin(i, page, &n, b)) {
+                    Some(pinned) => Now::Borrowed(pinned),
+                    None => Now::Hit(n),
+                },
+                None => Now::Load(Ptr::Clean(page)),
+            }
+        }
+        ptr @ Ptr::Delta(_) => Now::Load(ptr.clone()),
+    }
+}
+
 /// Looks `key` up.
 pub async fn get(src: &dyn PageSource, root: &Child, key: &[u8]) -> Result<Option<Val>> {
-    let mut next = root.ptr.clone();
-    loop {
-        let node = match load_for_key(src, &next, key).await? {
-            ForKey::Node(n) => n,
-            ForKey::Value(v) => return Ok(Some(Val::Inline(Bytes::copy_from_slice(v)))),
-            ForKey::Absent => return Ok(None),
-        };
-        next = match &*node {
-            Node::Leaf(l) => {
-                return Ok(match l.find(key) {
-                    Ok(i) => Some(l.val(i)),
-                    Err(_) => None,
-                });
-            }
-            Node::Interior(int) => int.children[child_index(int, key)].ptr.clone(),
-        };
-    }
+    find_with(src, root, key, |v| match v {
+        ValRef::Inline(b) => Val::Inline(Bytes::copy_from_slice(b)),
+        ValRef::Overflow { len, first_page } => Val::Overflow { len, first_page },
+    })
+    .await
+}
+
+/// True if `key` is present (its value is neither copied nor read).
+pub async fn contains(src: &dyn PageSource, root: &Child, key: &[u8]) -> Result<bool> {
+    Ok(find_with(src, root, key, |_| ()).await?.is_some())
 }
 
 /// Looks `key` up and hands its value's bytes to `f` without copying them (an overflow
@@ -357,26 +390,67 @@ pub async fn get_with<R>(
     key: &[u8],
     f: impl FnOnce(&[u8]) -> R + Send,
 ) -> Result<Option<R>> {
+    let mut f = Some(f);
+    let found = find_with(src, root, key, |v| match v {
+        ValRef::Inline(b) => Ok(f.take().map(|f| f(b))),
+        ValRef::Overflow { len, first_page } => Err((first_page, len)),
+    })
+    .await?;
+    match found {
+        None => Ok(None),
+        Some(Ok(r)) => Ok(r),
+        Some(Err((first_page, len))) => {
+            let bytes = src.overflow(first_page, len).await?;
+            Ok(f.take().map(|f| f(&bytes)))
+        }
+    }
+}
+
+/// Looks `key` up and hands its value, as it lies in its leaf, to `f` (an overflow value is
+/// not read).
+///
+/// From each node it loads, the walk goes down as far as it can without I/O, borrowing
+/// dirty and pinned children from the node it holds ([`child_now`]): a lookup whose upper
+/// levels are pinned takes no lock and no reference count above the leaf.
+pub async fn find_with<R>(
+    src: &dyn PageSource,
+    root: &Child,
+    key: &[u8],
+    f: impl FnOnce(ValRef<'_>) -> R + Send,
+) -> Result<Option<R>> {
+    /// Where the walk without I/O stopped.
+    enum Stop {
+        Hop(Arc<Node>),
+        Load(Ptr),
+    }
     let mut next = root.ptr.clone();
     loop {
-        let node = match load_for_key(src, &next, key).await? {
+        let mut held = match load_for_key(src, &next, key).await? {
             ForKey::Node(n) => n,
-            ForKey::Value(v) => return Ok(Some(f(v))),
+            ForKey::Value(v) => return Ok(Some(f(ValRef::Inline(v)))),
             ForKey::Absent => return Ok(None),
         };
-        next = match &*node {
-            Node::Leaf(l) => match l.find(key) {
-                Ok(i) => match l.value(i) {
-                    ValRef::Inline(b) => return Ok(Some(f(b))),
-                    ValRef::Overflow { len, first_page } => {
-                        drop(node);
-                        let bytes = src.overflow(first_page, len).await?;
-                        return Ok(Some(f(&bytes)));
+        next = loop {
+            let mut node: &Node = &held;
+            let stop = loop {
+                match node {
+                    Node::Leaf(l) => {
+                        return Ok(match l.find(key) {
+                            Ok(i) => Some(f(l.value(i))),
+                            Err(_) => None,
+                        });
                     }
-                },
-                Err(_) => return Ok(None),
-            },
-            Node::Interior(int) => int.children[child_index(int, key)].ptr.clone(),
+                    Node::Interior(int) => match child_now(src, int, child_index(int, key)) {
+                        Now::Borrowed(n) => node = n,
+                        Now::Hit(n) => break Stop::Hop(n),
+                        Now::Load(p) => break Stop::Load(p),
+                    },
+                }
+            };
+            match stop {
+                Stop::Hop(n) => held = n,
+                Stop::Load(p) => break p,
+            }
         };
     }
 }
@@ -512,6 +586,7 @@ fn split(node: &mut Node, hint: usize) -> (Bytes, Node) {
                     children: right_children,
                     seps: right_seps,
                     prefix: None,
+                    pins: Pins::default(),
                 }),
             )
         }
@@ -613,6 +688,7 @@ pub async fn insert(
                 ],
                 seps: Seps::from_slices(&[&sep]),
                 prefix: None,
+                pins: Pins::default(),
             }))),
             count: total,
         };
@@ -1314,6 +1390,7 @@ pub async fn encode_some(
                     children,
                     seps: int.seps.clone(),
                     prefix: None,
+                    pins: Pins::default(),
                 });
                 let mut payload = Vec::with_capacity(limits.capacity);
                 let kind = node::encode_node(&clean, &mut payload);

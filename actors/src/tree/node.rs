@@ -7,6 +7,8 @@ use persistx_io::format::FormatError;
 use persistx_io::format::node as fmt;
 use persistx_io::format::page::PAGE_HEADER_LEN;
 
+use super::pin::{PinBudget, Pins};
+
 /// A value in a leaf.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Val {
@@ -942,8 +944,11 @@ pub struct Interior {
     pub children: Vec<Child>,
     /// `children.len() - 1` strictly increasing separators.
     pub seps: Seps,
-    /// Separator prefixes (8 bytes, big-endian), for searches as in leaves.
+    /// Separator prefixes (8 bytes, big-endian), for searches as in leaves. Present only
+    /// while the node does not change (see [`Node::index`]).
     pub prefix: Option<Box<[u64]>>,
+    /// Children kept decoded for lookups (see [`Pins`]); used only while `prefix` is present.
+    pub pins: Pins,
 }
 
 /// The first 8 bytes of `key` as a big-endian number (zero padded): `prefix(a) <
@@ -1127,6 +1132,27 @@ impl Interior {
     pub fn child_for(&self, key: &[u8]) -> usize {
         count_below(&self.seps, self.prefix.as_deref(), key, true)
     }
+
+    /// Child `i`, decoded, if this node pinned it from `page`.
+    #[inline]
+    pub fn pinned(&self, i: usize, page: u64) -> Option<&Node> {
+        // Only a node that no longer changes (indexed) uses its pins.
+        self.prefix.as_ref()?;
+        self.pins.get(i, page)
+    }
+
+    /// Pins `node`, read from `page`, as child `i` if this node no longer changes (it is
+    /// indexed), `node` is an interior node and `budget` has room (see [`Pins::pin`]).
+    pub fn pin(
+        &self,
+        i: usize,
+        page: u64,
+        node: &Arc<Node>,
+        budget: &Arc<PinBudget>,
+    ) -> Option<&Node> {
+        self.prefix.as_ref()?;
+        self.pins.pin(i, self.children.len(), page, node, budget)
+    }
 }
 
 /// A B+tree node.
@@ -1139,11 +1165,12 @@ pub enum Node {
 }
 
 impl Node {
-    /// Drops the search prefixes: called whenever the node is about to change.
+    /// Drops the search prefixes and the pins: called whenever the node is about to change.
     #[inline]
     pub fn changed(&mut self) {
         if let Node::Interior(i) = self {
             i.prefix = None;
+            i.pins = Pins::default();
         }
     }
 
@@ -1250,6 +1277,7 @@ pub fn decode_node(
                     .collect(),
                 seps: Seps::from_slices(&seps),
                 prefix: None,
+                pins: Pins::default(),
             }))
         }
         other => Err(FormatError::InvalidField {
