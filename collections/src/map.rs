@@ -95,10 +95,15 @@ async fn get_in<V: DeserializeOwned + 'static>(
     name: &str,
     key: &[u8],
 ) -> Result<Option<V>> {
-    match snap.get_with(key, |b| value::decode::<V>(b)).await? {
-        Some(r) => Ok(Some(r.map_err(|e| value_err(name, e))?.0)),
+    match snap.get_with(key, |b| decode_value::<V>(name, b)).await? {
+        Some(r) => Ok(Some(r?)),
         None => Ok(None),
     }
+}
+
+/// A stored value of the map `name`, decoded.
+fn decode_value<V: DeserializeOwned + 'static>(name: &str, b: &[u8]) -> Result<V> {
+    Ok(value::decode::<V>(b).map_err(|e| value_err(name, e))?.0)
 }
 
 pub(crate) fn decode_entry<K: Key, V: DeserializeOwned + 'static>(
@@ -282,8 +287,17 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         K: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        // Straight from the collection's snapshot: a `MapSnapshot` would copy the name.
-        get_in(&self.coll.snapshot(), self.name(), &key::encode(key)).await
+        // Straight from the collection's published version: a snapshot would take reference
+        // counts, a `MapSnapshot` would copy the name.
+        let name = self.name();
+        match self
+            .coll
+            .get_with(&key::encode(key), |b| decode_value::<V>(name, b))
+            .await?
+        {
+            Some(r) => Ok(Some(r?)),
+            None => Ok(None),
+        }
     }
 
     /// True if `key` is present (the key or a borrowed form of it, see [`KeyRef`]).
@@ -292,7 +306,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         K: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        Ok(self.coll.snapshot().contains(&key::encode(key)).await?)
+        Ok(self.coll.contains(&key::encode(key)).await?)
     }
 
     /// Entries (O(1)).

@@ -267,7 +267,7 @@ impl<T: Key> PersistentSet<T> {
         T: Borrow<Q>,
         Q: KeyRef + ?Sized,
     {
-        Ok(self.coll.snapshot().contains(&key::encode(item)).await?)
+        Ok(self.coll.contains(&key::encode(item)).await?)
     }
 
     /// Members (O(1)).

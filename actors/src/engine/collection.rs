@@ -80,9 +80,22 @@ pub struct Version {
     pub seq: u64,
     /// Keeps pages this version may read from being reused.
     pub(crate) _epoch: Arc<Epoch>,
-    /// The decoded root node, kept once a reader loaded it (the root is read by every
-    /// lookup; this spares the buffer pool's hottest entry).
-    pub(crate) pinned: std::sync::OnceLock<Arc<tree::Node>>,
+    /// The decoded root node of a clean root (as `Ptr::Dirty`, a node in memory), kept once
+    /// a reader loaded it (the root is read by every lookup; this spares the buffer pool's
+    /// hottest entry).
+    pub(crate) pinned: std::sync::OnceLock<tree::Ptr>,
+}
+
+impl Version {
+    /// The root as a node in memory, if it is at hand: a dirty root, or a clean root that a
+    /// reader already loaded. `None` for a delta root or a clean root not loaded yet.
+    pub(crate) fn root_now(&self) -> Option<&tree::Ptr> {
+        match &self.root.ptr {
+            tree::Ptr::Dirty(_) => Some(&self.root.ptr),
+            tree::Ptr::Clean(_) => self.pinned.get(),
+            tree::Ptr::Delta(_) => None,
+        }
+    }
 }
 
 /// A change requested of a collection.

@@ -605,6 +605,41 @@ impl std::fmt::Debug for Collection {
     }
 }
 
+/// Looks `key` up in `version` without I/O (see [`tree::find_now`]) and hands an inline
+/// value to `f`; gives `f` back when the lookup needs a page that is not at hand or the value
+/// is on overflow pages.
+fn get_now<R, F: FnOnce(&[u8]) -> R>(
+    pages: &PageFile,
+    version: &Version,
+    key: &[u8],
+    f: F,
+) -> std::result::Result<Option<R>, F> {
+    let Some(root) = version.root_now() else {
+        return Err(f);
+    };
+    match tree::find_now(pages, root, key) {
+        tree::Located::Absent => Ok(None),
+        tree::Located::Here(tree::ValRef::Inline(b)) => Ok(Some(f(b))),
+        tree::Located::InLeaf(leaf, i) => match &*leaf {
+            tree::Node::Leaf(l) => match l.value(i) {
+                tree::ValRef::Inline(b) => Ok(Some(f(b))),
+                tree::ValRef::Overflow { .. } => Err(f),
+            },
+            tree::Node::Interior(_) => Err(f),
+        },
+        tree::Located::Here(tree::ValRef::Overflow { .. }) | tree::Located::Miss => Err(f),
+    }
+}
+
+/// Whether `key` is in `version`, if that is known without I/O.
+fn contains_now(pages: &PageFile, version: &Version, key: &[u8]) -> Option<bool> {
+    match tree::find_now(pages, version.root_now()?, key) {
+        tree::Located::Absent => Some(false),
+        tree::Located::Here(_) | tree::Located::InLeaf(..) => Some(true),
+        tree::Located::Miss => None,
+    }
+}
+
 /// A snapshot of one collection: an immutable tree version and the page file to read it
 /// from. `'static`, cheap to clone, never changes.
 #[derive(Clone)]
@@ -645,16 +680,16 @@ impl Snapshot {
         match &root.ptr {
             Ptr::Dirty(_) | Ptr::Delta(_) => Ok(root.clone()),
             Ptr::Clean(page) => {
-                let node = match self.version.pinned.get() {
-                    Some(n) => n.clone(),
+                let ptr = match self.version.pinned.get() {
+                    Some(p) => p.clone(),
                     None => {
-                        let n = self.pages.node(*page).await?;
-                        let _ = self.version.pinned.set(n.clone());
-                        n
+                        let p = Ptr::Dirty(self.pages.node(*page).await?);
+                        let _ = self.version.pinned.set(p.clone());
+                        p
                     }
                 };
                 Ok(Child {
-                    ptr: Ptr::Dirty(node),
+                    ptr,
                     count: root.count,
                 })
             }
@@ -663,6 +698,9 @@ impl Snapshot {
 
     /// The value of `key`.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        if let Ok(found) = get_now(&self.pages, &self.version, key, Bytes::copy_from_slice) {
+            return Ok(found);
+        }
         let root = self.read_root().await?;
         match tree::get(&*self.pages, &root, key).await? {
             Some(v) => Ok(Some(tree::value_bytes(&*self.pages, &v).await?)),
@@ -672,6 +710,9 @@ impl Snapshot {
 
     /// True if `key` is present (its value, even a long one, is not read).
     pub async fn contains(&self, key: &[u8]) -> Result<bool> {
+        if let Some(found) = contains_now(&self.pages, &self.version, key) {
+            return Ok(found);
+        }
         let root = self.read_root().await?;
         tree::contains(&*self.pages, &root, key).await
     }
@@ -682,6 +723,10 @@ impl Snapshot {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R + Send,
     ) -> Result<Option<R>> {
+        let f = match get_now(&self.pages, &self.version, key, f) {
+            Ok(found) => return Ok(found),
+            Err(f) => f,
+        };
         let root = self.read_root().await?;
         tree::get_with(&*self.pages, &root, key, f).await
     }
@@ -801,6 +846,38 @@ impl Collection {
         Snapshot {
             version: self.shared.published.load_full(),
             pages: self.engine.inner.pages.clone(),
+        }
+    }
+
+    /// Looks `key` up in the newest published version and hands its value's bytes to `f`
+    /// (as [`Snapshot::get_with`]). A lookup whose nodes are at hand borrows the published
+    /// version and the page file without taking a reference count of either (no write to a
+    /// line that every reader shares); one that needs I/O reads from a snapshot.
+    pub async fn get_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R + Send,
+    ) -> Result<Option<R>> {
+        let f = {
+            let version = self.shared.published.load();
+            match get_now(&self.engine.inner.pages, &version, key, f) {
+                Ok(found) => return Ok(found),
+                Err(f) => f,
+            }
+        };
+        self.snapshot().get_with(key, f).await
+    }
+
+    /// True if `key` is in the newest published version (as [`Snapshot::contains`], and
+    /// without reference counts as [`Collection::get_with`]).
+    pub async fn contains(&self, key: &[u8]) -> Result<bool> {
+        let now = {
+            let version = self.shared.published.load();
+            contains_now(&self.engine.inner.pages, &version, key)
+        };
+        match now {
+            Some(found) => Ok(found),
+            None => self.snapshot().contains(key).await,
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Child, Node, PageSource, Val, ValRef, child_index, load};
+use super::{Child, Node, PageSource, Val, ValRef, child_index, load, load_child};
 use crate::error::Result;
 
 /// A position between two entries of a tree (a "gap"). [`Cursor::next`] returns the entry
@@ -72,12 +72,10 @@ impl Cursor {
                         Bound::Unbounded => int.children.len() - 1,
                         Bound::Included(k) | Bound::Excluded(k) => child_index(int, k),
                     };
-                    let ptr = int.children[i].ptr.clone();
-                    path.push((node.clone(), i));
-                    ptr
+                    (i, load_child(src, int, i).await?)
                 }
             };
-            node = load(src, &next).await?;
+            path.push((std::mem::replace(&mut node, next.1), next.0));
         }
     }
 
@@ -166,13 +164,12 @@ impl Cursor {
         }
         // Descend to the first (or last) leaf of the new subtree.
         let (node, i) = &self.path[last];
-        let mut ptr = match &**node {
-            Node::Interior(int) => int.children[*i].ptr.clone(),
+        let mut node = match &**node {
+            Node::Interior(int) => load_child(src, int, *i).await?,
             Node::Leaf(_) => return Ok(false),
         };
         loop {
-            let node = load(src, &ptr).await?;
-            match &*node {
+            let (j, child) = match &*node {
                 Node::Leaf(_) => {
                     self.gap = if forward { 0 } else { leaf_len(&node) };
                     self.leaf = node;
@@ -180,10 +177,10 @@ impl Cursor {
                 }
                 Node::Interior(int) => {
                     let j = if forward { 0 } else { int.children.len() - 1 };
-                    ptr = int.children[j].ptr.clone();
-                    self.path.push((node.clone(), j));
+                    (j, load_child(src, int, j).await?)
                 }
-            }
+            };
+            self.path.push((std::mem::replace(&mut node, child), j));
         }
     }
 }

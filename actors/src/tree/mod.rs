@@ -338,18 +338,19 @@ async fn load_for_key<'p>(src: &dyn PageSource, ptr: &'p Ptr, key: &[u8]) -> Res
 /// Child `i` of `int` as far as it is at hand without I/O.
 enum Now<'a> {
     /// Borrowed from `int`: a dirty child, or a pinned one.
-    Borrowed(&'a Node),
+    Borrowed(&'a Arc<Node>),
     /// A buffer pool hit.
     Hit(Arc<Node>),
     /// Needs [`load_for_key`] (a read, or a delta).
-    Load(Ptr),
+    Load(&'a Ptr),
 }
 
 /// Child `i` of `int` without I/O: a dirty or pinned child is borrowed, a clean one comes
 /// from the pool (and is pinned if `int` keeps pins and it is an interior node).
 #[inline]
 fn child_now<'a>(src: &dyn PageSource, int: &'a Interior, i: usize) -> Now<'a> {
-    match &int.children[i].ptr {
+    let ptr = &int.children[i].ptr;
+    match ptr {
         Ptr::Dirty(n) => Now::Borrowed(n),
         Ptr::Clean(page) => {
             let page = *page;
@@ -361,10 +362,98 @@ fn child_now<'a>(src: &dyn PageSource, int: &'a Interior, i: usize) -> Now<'a> {
                     Some(pinned) => Now::Borrowed(pinned),
                     None => Now::Hit(n),
                 },
-                None => Now::Load(Ptr::Clean(page)),
+                None => Now::Load(ptr),
             }
         }
-        ptr @ Ptr::Delta(_) => Now::Load(ptr.clone()),
+        Ptr::Delta(_) => Now::Load(ptr),
+    }
+}
+
+/// Child `i` of `int`, loaded if it is not at hand (a pinned child is not looked up in the
+/// pool; a pool hit of an interior child is pinned).
+pub(crate) async fn load_child(
+    src: &dyn PageSource,
+    int: &Interior,
+    i: usize,
+) -> Result<Arc<Node>> {
+    match child_now(src, int, i) {
+        Now::Borrowed(n) => Ok(n.clone()),
+        Now::Hit(n) => Ok(n),
+        Now::Load(ptr) => load(src, ptr).await,
+    }
+}
+
+/// Where [`find_now`] found a key.
+pub enum Located<'a> {
+    /// The key is not there.
+    Absent,
+    /// The value, in a node borrowed from the root.
+    Here(ValRef<'a>),
+    /// The value is entry `.1` of this leaf (a buffer pool hit).
+    InLeaf(Arc<Node>, usize),
+    /// The walk needs a page that is not at hand.
+    Miss,
+}
+
+/// [`find_with`] without I/O and without a reference count above the leaf: walks from
+/// `root` through dirty, pinned and cached nodes only. [`Located::Miss`] when a page is
+/// not at hand (the caller then reads through [`find_with`]).
+pub fn find_now<'a>(src: &dyn PageSource, root: &'a Ptr, key: &[u8]) -> Located<'a> {
+    let mut node: &'a Node = match root {
+        Ptr::Dirty(n) => n,
+        _ => return Located::Miss,
+    };
+    // Down the nodes borrowed from the root.
+    let mut held = loop {
+        match node {
+            Node::Leaf(l) => {
+                return match l.find(key) {
+                    Ok(i) => Located::Here(l.value(i)),
+                    Err(_) => Located::Absent,
+                };
+            }
+            Node::Interior(int) => match child_now(src, int, child_index(int, key)) {
+                Now::Borrowed(n) => node = n,
+                Now::Hit(n) => break n,
+                Now::Load(Ptr::Delta(d)) => {
+                    if let Some(v) = d.get(key) {
+                        return Located::Here(ValRef::Inline(v));
+                    }
+                    if !d.covers(key) {
+                        return Located::Absent;
+                    }
+                    match src.cached(d.base()) {
+                        Some(n) if matches!(&*n, Node::Leaf(_)) => break n,
+                        _ => return Located::Miss,
+                    }
+                }
+                Now::Load(_) => return Located::Miss,
+            },
+        }
+    };
+    // Down from a pool hit (a clean node: every child below it is clean).
+    loop {
+        let mut node: &Node = &held;
+        let next = loop {
+            match node {
+                Node::Leaf(l) => {
+                    let found = l.find(key);
+                    // Only `held` itself can be a leaf here (leaves are never pinned).
+                    let is_held = std::ptr::eq(node, &*held);
+                    return match found {
+                        Ok(i) if is_held => Located::InLeaf(held, i),
+                        Ok(_) => Located::Miss,
+                        Err(_) => Located::Absent,
+                    };
+                }
+                Node::Interior(int) => match child_now(src, int, child_index(int, key)) {
+                    Now::Borrowed(n) => node = n,
+                    Now::Hit(n) => break n,
+                    Now::Load(_) => return Located::Miss,
+                },
+            }
+        };
+        held = next;
     }
 }
 
@@ -443,7 +532,7 @@ pub async fn find_with<R>(
                     Node::Interior(int) => match child_now(src, int, child_index(int, key)) {
                         Now::Borrowed(n) => node = n,
                         Now::Hit(n) => break Stop::Hop(n),
-                        Now::Load(p) => break Stop::Load(p),
+                        Now::Load(p) => break Stop::Load(p.clone()),
                     },
                 }
             };

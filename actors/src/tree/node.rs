@@ -1135,7 +1135,7 @@ impl Interior {
 
     /// Child `i`, decoded, if this node pinned it from `page`.
     #[inline]
-    pub fn pinned(&self, i: usize, page: u64) -> Option<&Node> {
+    pub fn pinned(&self, i: usize, page: u64) -> Option<&Arc<Node>> {
         // Only a node that no longer changes (indexed) uses its pins.
         self.prefix.as_ref()?;
         self.pins.get(i, page)
@@ -1149,7 +1149,7 @@ impl Interior {
         page: u64,
         node: &Arc<Node>,
         budget: &Arc<PinBudget>,
-    ) -> Option<&Node> {
+    ) -> Option<&Arc<Node>> {
         self.prefix.as_ref()?;
         self.pins.pin(i, self.children.len(), page, node, budget)
     }

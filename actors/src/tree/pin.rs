@@ -115,9 +115,9 @@ impl fmt::Debug for Pins {
 impl Pins {
     /// The node pinned as child `i`, if it was read from `page`.
     #[inline]
-    pub fn get(&self, i: usize, page: u64) -> Option<&Node> {
+    pub fn get(&self, i: usize, page: u64) -> Option<&Arc<Node>> {
         let pin = self.0.get()?.slots.get(i)?.get()?;
-        (pin.page == page).then_some(&*pin.node)
+        (pin.page == page).then_some(&pin.node)
     }
 
     /// Pins `node`, read from `page`, as child `i` of a node with `children` children, if
@@ -132,7 +132,7 @@ impl Pins {
         page: u64,
         node: &Arc<Node>,
         budget: &Arc<PinBudget>,
-    ) -> Option<&Node> {
+    ) -> Option<&Arc<Node>> {
         let array = match self.0.get() {
             Some(a) => a,
             None => {
@@ -172,7 +172,7 @@ impl Pins {
             }
         }
         let pin = slot.get()?;
-        (pin.page == page).then_some(&*pin.node)
+        (pin.page == page).then_some(&pin.node)
     }
 }
 
@@ -207,13 +207,10 @@ mod tests {
             unreachable!()
         };
         assert!(p.pins.get(1, 101).is_none());
-        let got = p
-            .pins
-            .pin(1, 4, 101, &child, &budget)
-            .map(|n| n as *const Node);
+        let got = p.pins.pin(1, 4, 101, &child, &budget).map(Arc::as_ptr);
         assert_eq!(got, Some(Arc::as_ptr(&child)));
         assert_eq!(
-            p.pins.get(1, 101).map(|n| n as *const Node),
+            p.pins.get(1, 101).map(Arc::as_ptr),
             Some(Arc::as_ptr(&child))
         );
         // Another page at the same position (the slot names page 101) is not answered.
@@ -269,10 +266,7 @@ mod tests {
                         for k in 0..16 {
                             let i = (k + t * 5) % 16;
                             let got = p.pins.pin(i, 16, 100 + i as u64, &children[i], budget);
-                            assert_eq!(
-                                got.map(|n| n as *const Node),
-                                Some(Arc::as_ptr(&children[i]))
-                            );
+                            assert_eq!(got.map(Arc::as_ptr), Some(Arc::as_ptr(&children[i])));
                         }
                     })
                 })
