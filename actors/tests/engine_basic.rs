@@ -641,3 +641,71 @@ async fn idle_vacuum_gives_up_while_a_snapshot_holds_the_end() {
     drop(snap);
     db.close().await.unwrap();
 }
+
+/// The buffer pool takes what dirty nodes leave of three quarters of the budget: a database
+/// that is only read caches up to three quarters, writes take their memory back as they make
+/// nodes dirty (never below a quarter), and a bulk write holds the pool at a quarter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_takes_what_dirty_nodes_leave() {
+    const BUDGET: usize = 4 << 20;
+    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let options = EngineOptions {
+        cache_bytes: BUDGET,
+        ..opts()
+    };
+    let (db, c) = open_things(&vfs, options).await;
+    // About 6 MiB of leaves, written by checkpoints as they go.
+    for chunk in (0..6000u32).collect::<Vec<_>>().chunks(500) {
+        let ops = chunk
+            .iter()
+            .map(|&i| Op::Put(key(i), val(i, 900)))
+            .collect();
+        c.write(ops).await.unwrap();
+        db.checkpoint().await.unwrap();
+    }
+    let snap = c.snapshot();
+    for i in 0..6000 {
+        assert_eq!(snap.get(&key(i)).await.unwrap(), Some(val(i, 900)));
+    }
+    let s = db.stats().await.unwrap();
+    assert_eq!(s.dirty_nodes, 0);
+    assert_eq!(s.pool.budget, (BUDGET / 4 * 3) as u64, "{s:?}");
+    assert!(
+        s.pool.bytes > (BUDGET / 4) as u64,
+        "reads cached only {} bytes",
+        s.pool.bytes
+    );
+    assert!(s.pool.bytes <= s.pool.budget);
+    // Writes without a checkpoint: the pool gives way to the dirty nodes.
+    for i in (0..6000).step_by(5) {
+        c.write(vec![Op::Put(key(i), val(i + 1, 900))])
+            .await
+            .unwrap();
+    }
+    let s = db.stats().await.unwrap();
+    let dirty = s.dirty_nodes * s.page_size as u64;
+    assert!(dirty > 0);
+    assert_eq!(
+        s.pool.budget,
+        ((BUDGET / 4 * 3) as u64)
+            .saturating_sub(dirty)
+            .max((BUDGET / 4) as u64),
+        "{s:?}"
+    );
+    assert!(s.pool.bytes <= s.pool.budget, "{s:?}");
+    // A checkpoint cleans them and the pool may grow again.
+    db.checkpoint().await.unwrap();
+    let s = db.stats().await.unwrap();
+    assert_eq!(s.pool.budget, (BUDGET / 4 * 3) as u64, "{s:?}");
+    // A bulk write holds the pool at a quarter while it runs, and lets go after.
+    let ops: Vec<Op> = (6000..40_000u32)
+        .map(|i| Op::Put(key(i), val(i, 900)))
+        .collect();
+    c.write(ops).await.unwrap();
+    let s = db.stats().await.unwrap();
+    assert!(s.pool.bytes <= s.pool.budget, "{s:?}");
+    db.checkpoint().await.unwrap();
+    let s = db.stats().await.unwrap();
+    assert_eq!(s.pool.budget, (BUDGET / 4 * 3) as u64, "{s:?}");
+    db.close().await.unwrap();
+}

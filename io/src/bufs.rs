@@ -63,6 +63,14 @@ pub fn take(len: usize) -> PageBuf {
     ))
 }
 
+/// Gives every kept free buffer back to the allocator: for when the memory is about to be
+/// needed for something else (the buffer pool was just made smaller). Follow with
+/// [`trim_allocator`] to return it to the system.
+pub fn release_kept() {
+    let kept = std::mem::take(&mut *FREE.lock().unwrap_or_else(PoisonError::into_inner));
+    drop(kept);
+}
+
 /// Shares the buffer as `Bytes`; it returns to the free list when the last clone drops.
 pub fn into_bytes(buf: PageBuf) -> Bytes {
     Bytes::from_owner(buf)

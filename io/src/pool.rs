@@ -41,6 +41,10 @@
 //! shard in turn until the total fits (never the entry it just inserted). Charges are the
 //! caller's numbers: the pool's own bookkeeping (a few dozen bytes per entry) is not counted.
 //!
+//! [`BufferPool::set_budget`] changes the budget while the pool is in use: a smaller one
+//! evicts at once until every shard is within its new share (the guarantee then holds for the
+//! new budget), a larger one lets later inserts keep more.
+//!
 //! While calls run concurrently the total may briefly exceed the budget by the entries being
 //! inserted at that moment. An entry inserted by one thread can be evicted by another
 //! thread's insert before the first call returns; the caller keeps its own `Arc` either way.
@@ -100,7 +104,8 @@ pub struct BufferPool<V> {
     shards: Box<[Mutex<Shard<V>>]>,
     /// log2 of the shard count.
     shard_bits: u32,
-    budget: usize,
+    /// The budget in force (see [`BufferPool::set_budget`]).
+    budget: AtomicUsize,
     /// Sum of the charges of all entries. Updated under the lock of the shard that changes.
     bytes: AtomicUsize,
     /// Number of entries. Updated under the lock of the shard that changes.
@@ -255,7 +260,7 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
         BufferPool {
             shards: (0..shard_count).map(|_| Mutex::new(Shard::new())).collect(),
             shard_bits: shard_count.trailing_zeros(),
-            budget: budget_bytes,
+            budget: AtomicUsize::new(budget_bytes),
             bytes: AtomicUsize::new(0),
             entries: AtomicUsize::new(0),
             hits: AtomicU64::new(0),
@@ -331,8 +336,27 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
             self.bytes.fetch_add(charge, Ordering::Relaxed);
             self.entries.fetch_add(1, Ordering::Relaxed);
         }
-        if self.bytes.load(Ordering::Relaxed) > self.budget {
+        if self.bytes.load(Ordering::Relaxed) > self.budget() {
             self.enforce_budget(home, page, &mut dropped);
+        }
+        drop(dropped);
+    }
+
+    /// Changes the budget. A smaller budget evicts at once (by the clock, shard by shard)
+    /// until every shard is within its new share; a larger one lets later inserts keep more.
+    /// The number of shards stays what [`BufferPool::new`] chose.
+    ///
+    /// For a pool that shares memory with something that grows and shrinks (the engine's
+    /// dirty nodes): the owner gives the pool what the other does not use.
+    pub fn set_budget(&self, budget_bytes: usize) {
+        let old = self.budget.swap(budget_bytes, Ordering::AcqRel);
+        if budget_bytes >= old || self.bytes.load(Ordering::Relaxed) <= budget_bytes {
+            return;
+        }
+        let mut dropped = Vec::new();
+        for i in 0..self.shards.len() {
+            let mut shard = self.lock(i);
+            while shard.bytes > self.share(i) && self.evict_one(&mut shard, None, &mut dropped) {}
         }
         drop(dropped);
     }
@@ -371,13 +395,14 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
             evictions: self.evictions.load(Ordering::Relaxed),
             entries: self.entries.load(Ordering::Relaxed) as u64,
             bytes: self.bytes.load(Ordering::Relaxed) as u64,
-            budget: self.budget as u64,
+            budget: self.budget() as u64,
         }
     }
 
-    /// The most bytes of charges the pool holds, as given to [`BufferPool::new`].
+    /// The most bytes of charges the pool holds: as given to [`BufferPool::new`], or the last
+    /// [`BufferPool::set_budget`].
     pub fn budget(&self) -> usize {
-        self.budget
+        self.budget.load(Ordering::Relaxed)
     }
 
     fn shard_of(&self, page: u64) -> usize {
@@ -390,7 +415,8 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
     /// Shard `i`'s part of the budget. The parts add up to the budget exactly.
     fn share(&self, i: usize) -> usize {
         let n = self.shards.len();
-        self.budget / n + usize::from(i < self.budget % n)
+        let budget = self.budget();
+        budget / n + usize::from(i < budget % n)
     }
 
     /// Locks shard `i`, taking over a poisoned lock: no user code runs under a shard lock, so
@@ -430,7 +456,7 @@ impl<V: Send + Sync + 'static> BufferPool<V> {
     /// a single entry larger than the share causes.
     fn enforce_budget(&self, home: usize, page: u64, dropped: &mut Vec<Arc<V>>) {
         let n = self.shards.len();
-        let over_budget = || self.bytes.load(Ordering::Relaxed) > self.budget;
+        let over_budget = || self.bytes.load(Ordering::Relaxed) > self.budget();
         // Visit the other shards first and the home shard last.
         let order = (1..=n).map(|k| (home + k) % n);
 
@@ -559,6 +585,35 @@ mod tests {
             let total: u128 = (0..pool.shards.len()).map(|i| pool.share(i) as u128).sum();
             assert_eq!(total, budget as u128, "budget {budget}");
         }
+    }
+
+    #[test]
+    fn a_smaller_budget_evicts_at_once_and_a_larger_one_keeps_more() {
+        let pool = BufferPool::<u64>::new(SHARD_BUDGET_MIN_BYTES * 16);
+        for page in 0..2048 {
+            pool.insert(page, Arc::new(page), 4096);
+        }
+        let full = pool.stats().bytes;
+        assert!(full <= (SHARD_BUDGET_MIN_BYTES * 16) as u64);
+        pool.set_budget(SHARD_BUDGET_MIN_BYTES * 4);
+        pool.check_invariants();
+        let stats = pool.stats();
+        assert!(
+            stats.bytes <= (SHARD_BUDGET_MIN_BYTES * 4) as u64,
+            "{stats:?}"
+        );
+        assert_eq!(stats.budget, (SHARD_BUDGET_MIN_BYTES * 4) as u64);
+        assert!(stats.evictions > 0);
+        // Entries left are still served.
+        let kept = (0..2048).filter(|&p| pool.get(p).is_some()).count() as u64;
+        assert_eq!(kept * 4096, stats.bytes);
+        // A larger budget: later inserts keep more again.
+        pool.set_budget(SHARD_BUDGET_MIN_BYTES * 16);
+        for page in 2048..4096 {
+            pool.insert(page, Arc::new(page), 4096);
+        }
+        pool.check_invariants();
+        assert!(pool.stats().bytes > (SHARD_BUDGET_MIN_BYTES * 4) as u64);
     }
 
     #[test]

@@ -288,6 +288,33 @@ pub(crate) struct BulkState {
     staged_mem: Option<Vec<Op>>,
     /// Staged ops applied so far whose key was present.
     existed: u64,
+    /// Holds the buffer pool at its least budget while the bulk write runs.
+    _pool: PoolHold,
+}
+
+/// Holds the buffer pool at its least budget (a quarter of the memory budget) while it
+/// lives: a bulk write's sorted runs, spills and merge use memory that the dirty count does
+/// not see, so the pool must not take the room dirty nodes leave (compare, 1,000,000 pairs:
+/// peak RSS of the bulk load 85 MiB above the harness with the pool at three quarters, 53
+/// with it held at a quarter).
+pub(crate) struct PoolHold(Arc<EngineInner>);
+
+impl PoolHold {
+    pub(crate) fn new(engine: &Arc<EngineInner>) -> PoolHold {
+        engine.pool_holds.fetch_add(1, Ordering::AcqRel);
+        engine.resize_pool();
+        // What the pool evicted goes back to the system before the bulk write needs it.
+        persistx_io::bufs::release_kept();
+        persistx_io::bufs::trim_allocator();
+        PoolHold(engine.clone())
+    }
+}
+
+impl Drop for PoolHold {
+    fn drop(&mut self) {
+        self.0.pool_holds.fetch_sub(1, Ordering::AcqRel);
+        self.0.resize_pool();
+    }
 }
 
 pub(crate) struct CollActor {
@@ -947,6 +974,7 @@ impl CollActor {
             staged: Vec::new(),
             staged_mem: None,
             existed: 0,
+            _pool: PoolHold::new(&self.engine),
         });
         Ok(())
     }

@@ -19,7 +19,7 @@ mod scratch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -126,6 +126,9 @@ pub(crate) struct EngineInner {
     checkpoints: AtomicU64,
     /// Write groups absorbed by the next group (see `collection::OpenGroup`).
     pub(crate) absorbed: AtomicU64,
+    /// Bulk writes running, which hold the buffer pool at its least budget (see
+    /// `collection::PoolHold`).
+    pub(crate) pool_holds: AtomicUsize,
     lock: Mutex<Option<LockGuard>>,
 }
 
@@ -139,6 +142,7 @@ impl EngineInner {
         if self.options.auto_checkpoint && total > self.dirty_limit_nodes() {
             self.trigger.notify_one();
         }
+        self.resize_pool();
     }
 
     pub(crate) fn sub_dirty(&self, n: u64) {
@@ -147,6 +151,22 @@ impl EngineInner {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
                 Some(d.saturating_sub(n))
             });
+        self.resize_pool();
+    }
+
+    /// Gives the buffer pool what dirty nodes leave of its share of the budget (see
+    /// [`pool_budget`]), or its least budget while a bulk write holds it
+    /// (`collection::PoolHold`).
+    pub(crate) fn resize_pool(&self) {
+        let dirty_bytes = if self.pool_holds.load(Ordering::Acquire) > 0 {
+            usize::MAX
+        } else {
+            usize::try_from(self.dirty_nodes.load(Ordering::Relaxed))
+                .unwrap_or(usize::MAX)
+                .saturating_mul(self.pages.page_size())
+        };
+        self.pages
+            .set_pool_budget(pool_budget(self.options.cache_bytes, dirty_bytes));
     }
 
     pub(crate) fn add_wal_bytes(&self, n: u64) {
@@ -603,6 +623,19 @@ impl std::fmt::Debug for Collection {
             .field("info", &self.shared.info)
             .finish_non_exhaustive()
     }
+}
+
+/// The buffer pool's budget when dirty nodes take `dirty_bytes`: clean pages and dirty nodes
+/// share three quarters of the memory budget `cache_bytes`, and the pool keeps at least a
+/// quarter. So a database that is only read caches three times what it could with a fixed
+/// quarter, and writes take their memory back from the pool as they make nodes dirty
+/// (checkpoints start at a quarter of dirty memory, writers wait at a half: the pool then has
+/// its quarter). The rest of the budget is room for a checkpoint's write chunk, pinned
+/// interior nodes (a sixteenth) and the allocator's slack.
+fn pool_budget(cache_bytes: usize, dirty_bytes: usize) -> usize {
+    (cache_bytes / 4 * 3)
+        .saturating_sub(dirty_bytes)
+        .max(cache_bytes / 4)
 }
 
 /// Looks `key` up in `version` without I/O (see [`tree::find_now`]) and hands an inline
@@ -1236,12 +1269,12 @@ impl Engine {
                 sb,
             )
         };
-        let pool_budget = options.cache_bytes / 4;
         let pages = Arc::new(PageFile::new(
             file,
             data_path.clone(),
             page_size,
-            pool_budget,
+            pool_budget(options.cache_bytes, 0),
+            options.cache_bytes / 16,
         ));
         pages.bump_end(sb.page_count);
         // Catalog and free list.
@@ -1346,6 +1379,7 @@ impl Engine {
             poisoned: AtomicBool::new(false),
             checkpoints: AtomicU64::new(0),
             absorbed: AtomicU64::new(0),
+            pool_holds: AtomicUsize::new(0),
             lock: Mutex::new(Some(lock)),
         });
         // Rebuild the collections: catalog, then the log.

@@ -25,8 +25,8 @@ pub struct PageFile {
     path: PathBuf,
     limits: TreeLimits,
     pool: BufferPool<Node>,
-    /// What interior nodes pinned by their parents may take (see [`crate::tree::pin`]): a
-    /// quarter of the pool's budget, on top of it.
+    /// What interior nodes pinned by their parents may take (see [`crate::tree::pin`]), on
+    /// top of the pool.
     pins: Arc<PinBudget>,
     /// Pages the file holds according to the superblock in force plus what checkpoints
     /// allocated since; a page id at or past it is damage.
@@ -49,13 +49,22 @@ fn corrupt(path: &Path, offset: u64, e: FormatError) -> Error {
 
 impl PageFile {
     /// Wraps an open page file.
-    pub fn new(file: Arc<dyn File>, path: PathBuf, page_size: usize, pool_budget: usize) -> Self {
+    ///
+    /// The pool starts with `pool_budget` (see [`PageFile::set_pool_budget`]); pinned interior
+    /// nodes may take `pin_budget` beside it.
+    pub fn new(
+        file: Arc<dyn File>,
+        path: PathBuf,
+        page_size: usize,
+        pool_budget: usize,
+        pin_budget: usize,
+    ) -> Self {
         PageFile {
             file,
             path,
             limits: TreeLimits::new(page_size),
             pool: BufferPool::new(pool_budget),
-            pins: Arc::new(PinBudget::new(pool_budget / 4)),
+            pins: Arc::new(PinBudget::new(pin_budget)),
             end: AtomicU64::new(2),
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
@@ -95,6 +104,11 @@ impl PageFile {
     /// Buffer pool counters.
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
+    }
+
+    /// Changes the buffer pool's budget (a smaller one evicts at once).
+    pub fn set_pool_budget(&self, bytes: usize) {
+        self.pool.set_budget(bytes);
     }
 
     /// Bytes that pinned interior nodes take, and the most they may take.
