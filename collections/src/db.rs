@@ -72,9 +72,11 @@ impl Default for DatabaseBuilder {
 }
 
 impl DatabaseBuilder {
-    /// Memory budget in bytes (default 64 MiB): the buffer pool of clean pages (a quarter)
-    /// and the dirty pages waiting for a checkpoint (one starts at a quarter; writers wait
-    /// over a half) share it; the rest is room for a checkpoint's pages in flight.
+    /// Memory budget in bytes (default 64 MiB): the buffer pool of clean pages and the dirty
+    /// pages waiting for a checkpoint (one starts at a quarter; writers wait over a half)
+    /// share three quarters of it, the pool taking what dirty pages leave but never less
+    /// than a quarter; the rest is room for a checkpoint's pages in flight and for interior
+    /// nodes kept decoded for lookups (a sixteenth).
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.options.cache_bytes = bytes;
         self

@@ -56,11 +56,12 @@ pub struct EngineOptions {
     /// Page size of a new database (a power of two, 4 KiB to 64 KiB; default 4 KiB). An
     /// existing database keeps the page size it was created with.
     pub page_size: usize,
-    /// Memory budget in bytes (default 64 MiB): a quarter for the buffer pool of clean pages
-    /// (misses are mostly served from the OS page cache, a few microseconds), up to half
-    /// for dirty pages (a checkpoint starts when they pass a quarter of the budget; writers
-    /// wait while they are over a half), and the rest is room for a checkpoint's pages in
-    /// flight and the allocator.
+    /// Memory budget in bytes (default 64 MiB): up to half for dirty pages (a checkpoint
+    /// starts when they pass a quarter of the budget; writers wait while they are over a
+    /// half), the buffer pool of clean pages gets what they leave of three quarters, at
+    /// least a quarter (misses are mostly served from the OS page cache, a few
+    /// microseconds), a sixteenth for interior nodes kept decoded for lookups, and the rest
+    /// is room for a checkpoint's pages in flight and the allocator.
     pub cache_bytes: usize,
     /// Durability of writes (default [`Durability::Immediate`]).
     pub durability: Durability,
