@@ -709,3 +709,45 @@ async fn the_pool_takes_what_dirty_nodes_leave() {
     assert_eq!(s.pool.budget, (BUDGET / 4 * 3) as u64, "{s:?}");
     db.close().await.unwrap();
 }
+
+/// Dropping `Collection::bulk` while it waits for the actor's answer leaves no bulk write
+/// behind: later writes go through, the buffer pool gets its room back, and the next bulk
+/// write begins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_bulk_begin_leaves_no_bulk_write_behind() {
+    const BUDGET: usize = 8 << 20;
+    let vfs: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let options = EngineOptions {
+        cache_bytes: BUDGET,
+        ..opts()
+    };
+    let (db, c) = open_things(&vfs, options).await;
+    c.write(vec![Op::Put(key(1), val(1, 10))]).await.unwrap();
+    for polls in 0..40 {
+        let mut begin = std::pin::pin!(c.bulk());
+        for _ in 0..polls % 8 {
+            if futures::poll!(begin.as_mut()).is_ready() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        // Dropped here, possibly after the actor began the bulk write.
+    }
+    let write = c.write(vec![Op::Put(key(2), val(2, 10))]);
+    tokio::time::timeout(std::time::Duration::from_secs(10), write)
+        .await
+        .expect("a write after cancelled bulk begins hung")
+        .unwrap();
+    // The rollbacks are queued behind the begins; once the write above went through, every
+    // earlier message was handled.
+    let s = db.stats().await.unwrap();
+    assert_eq!(s.pool.budget, (BUDGET / 4 * 3) as u64, "{s:?}");
+    let mut bulk = c.bulk().await.unwrap();
+    bulk.push(vec![Op::Put(key(3), val(3, 10))]).await.unwrap();
+    bulk.commit().await.unwrap();
+    let snap = c.snapshot();
+    for i in 1..=3 {
+        assert_eq!(snap.get(&key(i)).await.unwrap(), Some(val(i, 10)));
+    }
+    db.close().await.unwrap();
+}

@@ -288,8 +288,9 @@ pub(crate) struct BulkState {
     staged_mem: Option<Vec<Op>>,
     /// Staged ops applied so far whose key was present.
     existed: u64,
-    /// Holds the buffer pool at its least budget while the bulk write runs.
-    _pool: PoolHold,
+    /// Holds the buffer pool at its least budget while the bulk write runs (taken and
+    /// dropped by `bulk_end` before the writes that waited are applied).
+    pool: Option<PoolHold>,
 }
 
 /// Holds the buffer pool at its least budget (a quarter of the memory budget) while it
@@ -974,7 +975,7 @@ impl CollActor {
             staged: Vec::new(),
             staged_mem: None,
             existed: 0,
-            _pool: PoolHold::new(&self.engine),
+            pool: Some(PoolHold::new(&self.engine)),
         });
         Ok(())
     }
@@ -1184,6 +1185,7 @@ impl CollActor {
         {
             state.failed = Some(e);
         }
+        let hold = state.pool.take();
         let result = match commit {
             Some(guard) if state.failed.is_none() => {
                 self.bulk_commit(guard).await.map(|()| state.existed)
@@ -1214,6 +1216,8 @@ impl CollActor {
                 }
             }
         };
+        // The pool may grow again before the writes that waited run.
+        drop(hold);
         let waiting = std::mem::take(&mut self.deferred);
         if !waiting.is_empty() {
             self.handle_writes(waiting).await;

@@ -130,6 +130,8 @@ pub(crate) struct EngineInner {
     /// Bulk writes running, which hold the buffer pool at its least budget (see
     /// `collection::PoolHold`).
     pub(crate) pool_holds: AtomicUsize,
+    /// Serializes [`EngineInner::resize_pool`].
+    pool_resize: Mutex<()>,
     lock: Mutex<Option<LockGuard>>,
 }
 
@@ -159,6 +161,12 @@ impl EngineInner {
     /// [`pool_budget`]), or its least budget while a bulk write holds it
     /// (`collection::PoolHold`).
     pub(crate) fn resize_pool(&self) {
+        // One at a time, each reading both counts under the lock: otherwise a resize that
+        // read an older count could store its budget after a newer one.
+        let _one = self
+            .pool_resize
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let dirty_bytes = if self.pool_holds.load(Ordering::Acquire) > 0 {
             usize::MAX
         } else {
@@ -968,13 +976,18 @@ impl Collection {
     pub async fn bulk(&self) -> Result<BulkWrite> {
         self.engine.inner.check_open()?;
         let guard = self.engine.inner.ckpt.clone().lock_owned().await;
+        // Made before the actor is asked, so that dropping this future while it waits for
+        // the answer rolls back what the actor began (the rollback queues behind the begin)
+        // instead of leaving the collection in a bulk write nobody ends; after a failed
+        // begin the rollback finds nothing, or ends a bulk write an earlier cancel left.
+        let writer = BulkWrite {
+            coll: self.clone(),
+            guard: Some(guard),
+        };
         self.actor
             .ask(|reply| CollMsg::BulkBegin { reply })
             .await??;
-        Ok(BulkWrite {
-            coll: self.clone(),
-            guard: Some(guard),
-        })
+        Ok(writer)
     }
 
     fn check_sizes(&self, ops: &[Op]) -> Result<()> {
@@ -1381,6 +1394,7 @@ impl Engine {
             checkpoints: AtomicU64::new(0),
             absorbed: AtomicU64::new(0),
             pool_holds: AtomicUsize::new(0),
+            pool_resize: Mutex::new(()),
             lock: Mutex::new(Some(lock)),
         });
         // Rebuild the collections: catalog, then the log.

@@ -909,7 +909,7 @@ async fn rebalance(
 /// Removes `key`; returns its value.
 pub async fn remove(ctx: &mut WriteCtx<'_>, root: &mut Child, key: &[u8]) -> Result<Option<Val>> {
     // Look first: a miss must not copy the path.
-    if get(ctx.src, root, key).await?.is_none() {
+    if !contains(ctx.src, root, key).await? {
         return Ok(None);
     }
     let old = remove_rec(ctx, root, key).await?;

@@ -191,6 +191,18 @@ fn check_get<S: Session>(
     check_value(name, phase, ds, i, found.then_some(value.as_slice()))
 }
 
+/// Fails unless a run of lookups answered all `expected` of them (an adapter that stopped
+/// early would otherwise inflate the rate).
+fn all_answered(name: &str, phase: &str, answered: usize, expected: usize) -> Result<()> {
+    if answered != expected {
+        return Err(format!(
+            "{name}: WRONG ANSWER in {phase}: {answered} of {expected} lookups were answered"
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Fails unless `found` (a lookup of pair `i`) is pair `i`'s value.
 fn check_value(
     name: &str,
@@ -410,9 +422,12 @@ pub fn run<E: Engine>(w: &Workload, dir: &Path) -> Result<EngineReport> {
                 current.set(i);
                 ds.key(i)
             });
+            let mut answered = 0;
             rs.get_each(&mut keys, &mut |found| {
+                answered += 1;
                 check_value(name, "phase 5 (point reads)", &ds, current.get(), found)
-            })
+            })?;
+            all_answered(name, "phase 5 (point reads)", answered, n)
         })?;
         let r = rate(w.reads, elapsed);
         log(format!(
@@ -432,11 +447,14 @@ pub fn run<E: Engine>(w: &Workload, dir: &Path) -> Result<EngineReport> {
         current.set(i);
         ds.key(i)
     });
+    let mut answered = 0;
     let t = Instant::now();
     s.range_each(&mut starts, w.range_len, &mut |got| {
+        answered += 1;
         check_range(name, &ds, w.range_len, current.get(), got)
     })?;
     let elapsed = t.elapsed();
+    all_answered(name, "phase 6 (range reads)", answered, w.ranges)?;
     drop(s);
     let r = rate(w.ranges, elapsed);
     log(format!(
@@ -558,6 +576,8 @@ mod tests {
     const SKIP_IN_RANGE: u8 = 3;
     /// Keeps every removed key.
     const IGNORE_REMOVE: u8 = 4;
+    /// Answers only the first lookup of each run of point reads.
+    const STOP_EARLY: u8 = 5;
 
     impl<const FAULT: u8> Model<FAULT> {
         fn map(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>>> {
@@ -619,6 +639,20 @@ mod tests {
                 value[0] ^= 1;
             }
             Ok(true)
+        }
+
+        fn get_each<'k>(
+            &mut self,
+            keys: &mut dyn Iterator<Item = &'k [u8]>,
+            check: &mut dyn FnMut(Option<&[u8]>) -> Result<()>,
+        ) -> Result<()> {
+            let mut value = Vec::new();
+            let take = if FAULT == STOP_EARLY { 1 } else { usize::MAX };
+            for key in keys.take(take) {
+                let found = self.get(key, &mut value)?;
+                check(found.then_some(value.as_slice()))?;
+            }
+            Ok(())
         }
 
         fn range(
@@ -711,6 +745,8 @@ mod tests {
         assert!(skipped.contains("phase 6"), "{skipped}");
         let kept = error_of::<Model<IGNORE_REMOVE>>();
         assert!(kept.contains("still present"), "{kept}");
+        let early = error_of::<Model<STOP_EARLY>>();
+        assert!(early.contains("lookups were answered"), "{early}");
     }
 
     #[test]
