@@ -648,16 +648,18 @@ fn pool_budget(cache_bytes: usize, dirty_bytes: usize) -> usize {
 }
 
 /// Looks `key` up in `version` without I/O (see [`tree::find_now`]) and hands an inline
-/// value to `f`; gives `f` back when the lookup needs a page that is not at hand or the value
-/// is on overflow pages.
+/// value to `f`. When the lookup needs a page that is not at hand, or the value is on
+/// overflow pages, gives `f` back with where to resume: the pointer the walk stopped at
+/// (valid while `version` lives), or `None` to start again from the root.
+#[allow(clippy::type_complexity)] // a result or the pieces to resume with
 fn get_now<R, F: FnOnce(&[u8]) -> R>(
     pages: &PageFile,
     version: &Version,
     key: &[u8],
     f: F,
-) -> std::result::Result<Option<R>, F> {
+) -> std::result::Result<Option<R>, (F, Option<Ptr>)> {
     let Some(root) = version.root_now() else {
-        return Err(f);
+        return Err((f, None));
     };
     match tree::find_now(pages, root, key) {
         tree::Located::Absent => Ok(None),
@@ -665,12 +667,24 @@ fn get_now<R, F: FnOnce(&[u8]) -> R>(
         tree::Located::InLeaf(leaf, i) => match &*leaf {
             tree::Node::Leaf(l) => match l.value(i) {
                 tree::ValRef::Inline(b) => Ok(Some(f(b))),
-                tree::ValRef::Overflow { .. } => Err(f),
+                tree::ValRef::Overflow { .. } => Err((f, None)),
             },
-            tree::Node::Interior(_) => Err(f),
+            tree::Node::Interior(_) => Err((f, None)),
         },
-        tree::Located::Here(tree::ValRef::Overflow { .. }) | tree::Located::Miss => Err(f),
+        tree::Located::Here(tree::ValRef::Overflow { .. }) => Err((f, None)),
+        tree::Located::Miss(resume) => Err((f, resume)),
     }
+}
+
+/// Resumes a lookup of `key` at `ptr` (where [`get_now`] stopped in `version`, which the
+/// caller keeps alive) with I/O.
+async fn get_from<R>(
+    pages: &PageFile,
+    ptr: Ptr,
+    key: &[u8],
+    f: impl FnOnce(&[u8]) -> R + Send,
+) -> Result<Option<R>> {
+    tree::get_with(pages, &Child { ptr, count: 0 }, key, f).await
 }
 
 /// Whether `key` is in `version`, if that is known without I/O.
@@ -678,7 +692,7 @@ fn contains_now(pages: &PageFile, version: &Version, key: &[u8]) -> Option<bool>
     match tree::find_now(pages, version.root_now()?, key) {
         tree::Located::Absent => Some(false),
         tree::Located::Here(_) | tree::Located::InLeaf(..) => Some(true),
-        tree::Located::Miss => None,
+        tree::Located::Miss(_) => None,
     }
 }
 
@@ -743,6 +757,7 @@ impl Snapshot {
         if let Ok(found) = get_now(&self.pages, &self.version, key, Bytes::copy_from_slice) {
             return Ok(found);
         }
+        // (An overflow value or a miss: the path below reads it without another copy.)
         let root = self.read_root().await?;
         match tree::get(&*self.pages, &root, key).await? {
             Some(v) => Ok(Some(tree::value_bytes(&*self.pages, &v).await?)),
@@ -767,7 +782,8 @@ impl Snapshot {
     ) -> Result<Option<R>> {
         let f = match get_now(&self.pages, &self.version, key, f) {
             Ok(found) => return Ok(found),
-            Err(f) => f,
+            Err((f, Some(resume))) => return get_from(&self.pages, resume, key, f).await,
+            Err((f, None)) => f,
         };
         let root = self.read_root().await?;
         tree::get_with(&*self.pages, &root, key, f).await
@@ -900,14 +916,24 @@ impl Collection {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R + Send,
     ) -> Result<Option<R>> {
-        let f = {
+        let (f, resume) = {
             let version = self.shared.published.load();
             match get_now(&self.engine.inner.pages, &version, key, f) {
                 Ok(found) => return Ok(found),
-                Err(f) => f,
+                // A miss: keep the version walked (its pages stay as they are while it
+                // lives) and read from where the walk stopped.
+                Err((f, Some(ptr))) => (f, Some((arc_swap::Guard::into_inner(version), ptr))),
+                Err((f, None)) => (f, None),
             }
         };
-        self.snapshot().get_with(key, f).await
+        match resume {
+            Some((version, ptr)) => {
+                let found = get_from(&self.engine.inner.pages, ptr, key, f).await;
+                drop(version);
+                found
+            }
+            None => self.snapshot().get_with(key, f).await,
+        }
     }
 
     /// True if `key` is in the newest published version (as [`Snapshot::contains`], and

@@ -391,17 +391,19 @@ pub enum Located<'a> {
     Here(ValRef<'a>),
     /// The value is entry `.1` of this leaf (a buffer pool hit).
     InLeaf(Arc<Node>, usize),
-    /// The walk needs a page that is not at hand.
-    Miss,
+    /// The walk needs a page that is not at hand: it may resume from this pointer (with
+    /// [`find_with`], while the version walked stays alive), or, if `None`, must start again
+    /// from the root.
+    Miss(Option<Ptr>),
 }
 
 /// [`find_with`] without I/O and without a reference count above the leaf: walks from
 /// `root` through dirty, pinned and cached nodes only. [`Located::Miss`] when a page is
-/// not at hand (the caller then reads through [`find_with`]).
+/// not at hand (the caller then reads through [`find_with`], from where this walk stopped).
 pub fn find_now<'a>(src: &dyn PageSource, root: &'a Ptr, key: &[u8]) -> Located<'a> {
     let mut node: &'a Node = match root {
         Ptr::Dirty(n) => n,
-        _ => return Located::Miss,
+        other => return Located::Miss(Some(other.clone())),
     };
     // Down the nodes borrowed from the root.
     let mut held = loop {
@@ -424,10 +426,10 @@ pub fn find_now<'a>(src: &dyn PageSource, root: &'a Ptr, key: &[u8]) -> Located<
                     }
                     match src.cached(d.base()) {
                         Some(n) if matches!(&*n, Node::Leaf(_)) => break n,
-                        _ => return Located::Miss,
+                        _ => return Located::Miss(Some(Ptr::Delta(d.clone()))),
                     }
                 }
-                Now::Load(_) => return Located::Miss,
+                Now::Load(p) => return Located::Miss(Some(p.clone())),
             },
         }
     };
@@ -442,14 +444,14 @@ pub fn find_now<'a>(src: &dyn PageSource, root: &'a Ptr, key: &[u8]) -> Located<
                     let is_held = std::ptr::eq(node, &*held);
                     return match found {
                         Ok(i) if is_held => Located::InLeaf(held, i),
-                        Ok(_) => Located::Miss,
+                        Ok(_) => Located::Miss(None),
                         Err(_) => Located::Absent,
                     };
                 }
                 Node::Interior(int) => match child_now(src, int, child_index(int, key)) {
                     Now::Borrowed(n) => node = n,
                     Now::Hit(n) => break n,
-                    Now::Load(_) => return Located::Miss,
+                    Now::Load(p) => return Located::Miss(Some(p.clone())),
                 },
             }
         };
@@ -496,7 +498,8 @@ pub async fn get_with<R>(
 }
 
 /// Looks `key` up and hands its value, as it lies in its leaf, to `f` (an overflow value is
-/// not read).
+/// not read). `root` may also be a node below the root on `key`'s path (a lookup resuming
+/// where [`find_now`] stopped); only its pointer is used.
 ///
 /// From each node it loads, the walk goes down as far as it can without I/O, borrowing
 /// dirty and pinned children from the node it holds ([`child_now`]): a lookup whose upper
