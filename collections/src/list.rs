@@ -116,7 +116,7 @@ impl<T: DeserializeOwned + 'static> ListSnapshot<T> {
     pub fn range<R: RangeBounds<u64>>(
         &self,
         range: R,
-    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T, R>
+    ) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static + use<T, R>
     where
         T: Send + 'static,
     {
@@ -158,10 +158,11 @@ impl<T: DeserializeOwned + 'static> ListSnapshot<T> {
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         })
         .flatten()
+        .boxed()
     }
 
     /// Every element in order.
-    pub fn iter(&self) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    pub fn iter(&self) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static + use<T>
     where
         T: Send + 'static,
     {
@@ -322,7 +323,7 @@ impl<T: Serialize + DeserializeOwned + 'static> PersistentList<T> {
     pub fn range<R: RangeBounds<u64>>(
         &self,
         range: R,
-    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T, R>
+    ) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static + use<T, R>
     where
         T: Send + 'static,
     {
@@ -330,7 +331,7 @@ impl<T: Serialize + DeserializeOwned + 'static> PersistentList<T> {
     }
 
     /// Every element in order.
-    pub fn iter(&self) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    pub fn iter(&self) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static + use<T>
     where
         T: Send + 'static,
     {

@@ -151,7 +151,7 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
     pub fn range<R: RangeBounds<K>>(
         &self,
         range: R,
-    ) -> impl Stream<Item = Result<(K, V)>> + Send + 'static + use<K, V, R>
+    ) -> impl Stream<Item = Result<(K, V)>> + Send + Unpin + 'static + use<K, V, R>
     where
         K: Send + 'static,
         V: Send + 'static,
@@ -167,7 +167,7 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
     pub fn range_rev<R: RangeBounds<K>>(
         &self,
         range: R,
-    ) -> impl Stream<Item = Result<(K, V)>> + Send + 'static + use<K, V, R>
+    ) -> impl Stream<Item = Result<(K, V)>> + Send + Unpin + 'static + use<K, V, R>
     where
         K: Send + 'static,
         V: Send + 'static,
@@ -180,7 +180,7 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
     }
 
     /// Every entry, ascending.
-    pub fn iter(&self) -> impl Stream<Item = Result<(K, V)>> + Send + 'static + use<K, V>
+    pub fn iter(&self) -> impl Stream<Item = Result<(K, V)>> + Send + Unpin + 'static + use<K, V>
     where
         K: Send + 'static,
         V: Send + 'static,
@@ -189,7 +189,7 @@ impl<K: Key, V: DeserializeOwned + 'static> MapSnapshot<K, V> {
     }
 
     /// Every key, ascending (values are not decoded).
-    pub fn keys(&self) -> impl Stream<Item = Result<K>> + Send + 'static + use<K, V>
+    pub fn keys(&self) -> impl Stream<Item = Result<K>> + Send + Unpin + 'static + use<K, V>
     where
         K: Send + 'static,
     {
@@ -400,7 +400,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
         V: Send + 'static,
     {
         let mut doomed = Vec::new();
-        let mut s = std::pin::pin!(self.snapshot().iter());
+        let mut s = self.snapshot().iter();
         while let Some((k, v)) = s.try_next().await? {
             if !keep(&k, &v) {
                 doomed.push(k);
@@ -420,7 +420,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
     pub fn range<R: RangeBounds<K>>(
         &self,
         range: R,
-    ) -> impl Stream<Item = Result<(K, V)>> + Send + 'static + use<K, V, R>
+    ) -> impl Stream<Item = Result<(K, V)>> + Send + Unpin + 'static + use<K, V, R>
     where
         K: Send + 'static,
         V: Send + 'static,
@@ -429,7 +429,7 @@ impl<K: Key, V: Serialize + DeserializeOwned + 'static> PersistentMap<K, V> {
     }
 
     /// Every entry, ascending.
-    pub fn iter(&self) -> impl Stream<Item = Result<(K, V)>> + Send + 'static + use<K, V>
+    pub fn iter(&self) -> impl Stream<Item = Result<(K, V)>> + Send + Unpin + 'static + use<K, V>
     where
         K: Send + 'static,
         V: Send + 'static,

@@ -3,7 +3,7 @@
 use std::ops::Bound;
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use persistx_actors::engine::Snapshot;
 use persistx_actors::tree::Cursor;
 
@@ -47,8 +47,9 @@ pub(crate) fn range(
     lo: Bound<Vec<u8>>,
     hi: Bound<Vec<u8>>,
     forward: bool,
-) -> impl Stream<Item = Result<(Bytes, Bytes)>> + Send + 'static {
+) -> impl Stream<Item = Result<(Bytes, Bytes)>> + Send + Unpin + 'static {
     let state = State::new(snap, lo, hi, forward);
+    // Boxed, so the stream is `Unpin` (see `range_with`).
     futures::stream::try_unfold(state, |mut st| async move {
         st.open().await?;
         let Some(cursor) = st.cursor.as_mut() else {
@@ -59,6 +60,7 @@ pub(crate) fn range(
             _ => Ok(None),
         }
     })
+    .boxed()
 }
 
 impl State {
@@ -106,12 +108,14 @@ pub(crate) fn range_with<T, D>(
     forward: bool,
     values: bool,
     decode: D,
-) -> impl Stream<Item = Result<T>> + Send + 'static
+) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static
 where
     T: Send + 'static,
     D: Fn(&[u8], &[u8]) -> Result<T> + Send + Sync + 'static,
 {
     let state = State::new(snap, lo, hi, forward);
+    // Boxed, so the stream is `Unpin`: a caller can `stream.next().await` without pinning
+    // it first (one allocation per scan).
     futures::stream::unfold(Some((state, decode)), move |st| async move {
         let (mut st, decode) = st?;
         match next_with(&mut st, values, &decode).await {
@@ -120,6 +124,7 @@ where
             Err(e) => Some((Err(e), None)),
         }
     })
+    .boxed()
 }
 
 /// The next entry of a [`range_with`] scan, decoded; `None` past the end.

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use persistx_actors::engine::{Collection, Kind, Op, OpResult, Snapshot};
 
 use crate::db::{Database, DatabaseSnapshot, key_err};
@@ -100,7 +100,7 @@ impl<T: Key> SetSnapshot<T> {
     pub fn range<R: RangeBounds<T>>(
         &self,
         range: R,
-    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T, R>
+    ) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static + use<T, R>
     where
         T: Send + 'static,
     {
@@ -109,7 +109,7 @@ impl<T: Key> SetSnapshot<T> {
     }
 
     /// Every member, ascending.
-    pub fn iter(&self) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    pub fn iter(&self) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static + use<T>
     where
         T: Send + 'static,
     {
@@ -122,7 +122,7 @@ fn raw_members<T: Key + Send + 'static>(
     lo: Bound<Vec<u8>>,
     hi: Bound<Vec<u8>>,
     name: String,
-) -> impl Stream<Item = Result<T>> + Send + 'static {
+) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static {
     scan::range_with(snap, (lo, hi), true, false, move |k, _| {
         key::decode::<T>(k).map_err(|e| key_err(&name, e))
     })
@@ -153,7 +153,7 @@ fn merge<T: Key + Send + 'static>(
     b: Snapshot,
     op: SetOp,
     name: String,
-) -> impl Stream<Item = Result<T>> + Send + 'static {
+) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static {
     type Side = std::pin::Pin<Box<dyn Stream<Item = Result<(Bytes, Bytes)>> + Send>>;
     let side = |s: Snapshot| -> Side {
         Box::pin(scan::range(s, Bound::Unbounded, Bound::Unbounded, true))
@@ -193,6 +193,7 @@ fn merge<T: Key + Send + 'static>(
             }
         }
     })
+    .boxed()
 }
 
 impl<T: Key> PersistentSet<T> {
@@ -284,7 +285,7 @@ impl<T: Key> PersistentSet<T> {
     pub fn range<R: RangeBounds<T>>(
         &self,
         range: R,
-    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T, R>
+    ) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static + use<T, R>
     where
         T: Send + 'static,
     {
@@ -292,7 +293,7 @@ impl<T: Key> PersistentSet<T> {
     }
 
     /// Every member, ascending.
-    pub fn iter(&self) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    pub fn iter(&self) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static + use<T>
     where
         T: Send + 'static,
     {
@@ -303,7 +304,7 @@ impl<T: Key> PersistentSet<T> {
     pub fn union(
         &self,
         other: &PersistentSet<T>,
-    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    ) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static + use<T>
     where
         T: Send + 'static,
     {
@@ -319,7 +320,7 @@ impl<T: Key> PersistentSet<T> {
     pub fn intersection(
         &self,
         other: &PersistentSet<T>,
-    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    ) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static + use<T>
     where
         T: Send + 'static,
     {
@@ -335,7 +336,7 @@ impl<T: Key> PersistentSet<T> {
     pub fn difference(
         &self,
         other: &PersistentSet<T>,
-    ) -> impl Stream<Item = Result<T>> + Send + 'static + use<T>
+    ) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static + use<T>
     where
         T: Send + 'static,
     {

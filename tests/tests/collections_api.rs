@@ -92,6 +92,46 @@ fn futures_are_send() {
         send(l.iter());
         send(l.truncate(0));
     };
+    // Streams are also `Unpin`: `stream.next().await` needs no pinning.
+    fn unpin<T: futures::Stream + Send + Unpin + 'static>(_: T) {}
+    let _ = |m: PersistentMap<u64, User>, s: PersistentSet<u64>, l: PersistentList<User>| {
+        unpin(m.range(1..));
+        unpin(m.iter());
+        unpin(m.snapshot().range_rev(..));
+        unpin(m.snapshot().range(..));
+        unpin(m.snapshot().keys());
+        unpin(s.range(..));
+        unpin(s.iter());
+        unpin(s.union(&s));
+        unpin(s.intersection(&s));
+        unpin(s.difference(&s));
+        unpin(s.snapshot().iter());
+        unpin(l.range(1..));
+        unpin(l.iter());
+        unpin(l.snapshot().range(..2));
+    };
+}
+
+/// A stream is read with `next().await` as it comes, no pinning needed.
+#[test]
+fn streams_are_read_with_next_without_pinning() {
+    use futures::StreamExt;
+    rt().block_on(async {
+        let db = Database::in_memory().await.unwrap();
+        let m: PersistentMap<u32, String> = db.map("m").await.unwrap();
+        m.insert_many((0..10).map(|i| (i, format!("v{i}"))))
+            .await
+            .unwrap();
+        let mut stream = m.range(3..6);
+        let mut got = Vec::new();
+        while let Some(entry) = stream.next().await {
+            got.push(entry.unwrap());
+        }
+        assert_eq!(
+            got,
+            vec![(3, "v3".into()), (4, "v4".into()), (5, "v5".into())]
+        );
+    });
 }
 
 /// A bounded scan stops at the first key past its bound without reading that entry's long

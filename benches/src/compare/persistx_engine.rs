@@ -152,7 +152,7 @@ impl Session for PersistxSession<'_> {
             let mut out = Vec::with_capacity(limit);
             for start in starts {
                 out.clear();
-                let mut stream = std::pin::pin!(map.range(start.to_vec()..).take(limit));
+                let mut stream = map.range(start.to_vec()..).take(limit);
                 while let Some(entry) = stream.next().await {
                     out.push(entry?);
                 }
