@@ -676,24 +676,27 @@ fn get_now<R, F: FnOnce(&[u8]) -> R>(
     }
 }
 
-/// Resumes a lookup of `key` at `ptr` (where [`get_now`] stopped in `version`, which the
-/// caller keeps alive) with I/O.
-async fn get_from<R>(
+/// Whether `key` is in `version`, if that is known without I/O; else where to resume (as
+/// [`get_now`]).
+fn contains_now(
     pages: &PageFile,
-    ptr: Ptr,
+    version: &Version,
     key: &[u8],
-    f: impl FnOnce(&[u8]) -> R + Send,
-) -> Result<Option<R>> {
-    tree::get_with(pages, &Child { ptr, count: 0 }, key, f).await
+) -> std::result::Result<bool, Option<Ptr>> {
+    let Some(root) = version.root_now() else {
+        return Err(None);
+    };
+    match tree::find_now(pages, root, key) {
+        tree::Located::Absent => Ok(false),
+        tree::Located::Here(_) | tree::Located::InLeaf(..) => Ok(true),
+        tree::Located::Miss(resume) => Err(resume),
+    }
 }
 
-/// Whether `key` is in `version`, if that is known without I/O.
-fn contains_now(pages: &PageFile, version: &Version, key: &[u8]) -> Option<bool> {
-    match tree::find_now(pages, version.root_now()?, key) {
-        tree::Located::Absent => Some(false),
-        tree::Located::Here(_) | tree::Located::InLeaf(..) => Some(true),
-        tree::Located::Miss(_) => None,
-    }
+/// Where a read resumes in a version the caller keeps alive: at `ptr`, where a walk without
+/// I/O stopped (only the pointer of the returned child is used).
+fn resume_at(ptr: Ptr) -> Child {
+    Child { ptr, count: 0 }
 }
 
 /// A snapshot of one collection: an immutable tree version and the page file to read it
@@ -752,13 +755,23 @@ impl Snapshot {
         }
     }
 
+    /// Where a read that [`get_now`] or [`contains_now`] could not finish goes on: where the
+    /// walk stopped, or the root.
+    async fn resume(&self, at: Option<Ptr>) -> Result<Child> {
+        match at {
+            Some(ptr) => Ok(resume_at(ptr)),
+            None => self.read_root().await,
+        }
+    }
+
     /// The value of `key`.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        if let Ok(found) = get_now(&self.pages, &self.version, key, Bytes::copy_from_slice) {
-            return Ok(found);
-        }
-        // (An overflow value or a miss: the path below reads it without another copy.)
-        let root = self.read_root().await?;
+        // A miss or an overflow value: read on, sharing the bytes read instead of copying.
+        let at = match get_now(&self.pages, &self.version, key, Bytes::copy_from_slice) {
+            Ok(found) => return Ok(found),
+            Err((_, at)) => at,
+        };
+        let root = self.resume(at).await?;
         match tree::get(&*self.pages, &root, key).await? {
             Some(v) => Ok(Some(tree::value_bytes(&*self.pages, &v).await?)),
             None => Ok(None),
@@ -767,10 +780,11 @@ impl Snapshot {
 
     /// True if `key` is present (its value, even a long one, is not read).
     pub async fn contains(&self, key: &[u8]) -> Result<bool> {
-        if let Some(found) = contains_now(&self.pages, &self.version, key) {
-            return Ok(found);
-        }
-        let root = self.read_root().await?;
+        let at = match contains_now(&self.pages, &self.version, key) {
+            Ok(found) => return Ok(found),
+            Err(at) => at,
+        };
+        let root = self.resume(at).await?;
         tree::contains(&*self.pages, &root, key).await
     }
 
@@ -780,12 +794,11 @@ impl Snapshot {
         key: &[u8],
         f: impl FnOnce(&[u8]) -> R + Send,
     ) -> Result<Option<R>> {
-        let f = match get_now(&self.pages, &self.version, key, f) {
+        let (f, at) = match get_now(&self.pages, &self.version, key, f) {
             Ok(found) => return Ok(found),
-            Err((f, Some(resume))) => return get_from(&self.pages, resume, key, f).await,
-            Err((f, None)) => f,
+            Err(miss) => miss,
         };
-        let root = self.read_root().await?;
+        let root = self.resume(at).await?;
         tree::get_with(&*self.pages, &root, key, f).await
     }
 
@@ -926,9 +939,10 @@ impl Collection {
                 Err((f, None)) => (f, None),
             }
         };
+        let pages = &*self.engine.inner.pages;
         match resume {
             Some((version, ptr)) => {
-                let found = get_from(&self.engine.inner.pages, ptr, key, f).await;
+                let found = tree::get_with(pages, &resume_at(ptr), key, f).await;
                 drop(version);
                 found
             }
@@ -939,12 +953,21 @@ impl Collection {
     /// True if `key` is in the newest published version (as [`Snapshot::contains`], and
     /// without reference counts as [`Collection::get_with`]).
     pub async fn contains(&self, key: &[u8]) -> Result<bool> {
-        let now = {
+        let resume = {
             let version = self.shared.published.load();
-            contains_now(&self.engine.inner.pages, &version, key)
+            match contains_now(&self.engine.inner.pages, &version, key) {
+                Ok(found) => return Ok(found),
+                Err(Some(ptr)) => Some((arc_swap::Guard::into_inner(version), ptr)),
+                Err(None) => None,
+            }
         };
-        match now {
-            Some(found) => Ok(found),
+        let pages = &*self.engine.inner.pages;
+        match resume {
+            Some((version, ptr)) => {
+                let found = tree::contains(pages, &resume_at(ptr), key).await;
+                drop(version);
+                found
+            }
             None => self.snapshot().contains(key).await,
         }
     }
